@@ -1,0 +1,200 @@
+"""The `misr` command line. Each command validates params.yaml first, then calls the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from misr.config import Params, load_params, params_to_yaml
+from misr.errors import MisrError
+
+app = typer.Typer(
+    name="misr",
+    help="Multimodal sentiment analysis with MISR: raw videos -> features -> trained, evaluated, registered model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+ParamsOption = typer.Option(
+    Path("params.yaml"), "--params", "-p", help="the parameters file", show_default=True, dir_okay=False
+)
+SetOption = typer.Option(
+    None, "--set", "-S", help="override a parameter for this run: section.key=value (repeatable)", metavar="KEY=VALUE"
+)
+
+
+def _load(params: Path, overrides: Optional[list[str]]) -> Params:
+    return load_params(params, overrides or [])
+
+
+@app.command("params")
+def params_command(params: Path = ParamsOption, set_: Optional[list[str]] = SetOption) -> None:
+    """Validate params.yaml and print the resolved parameters (defaults filled in) as YAML."""
+    resolved = _load(params, set_)
+    out.print(params_to_yaml(resolved), end="", markup=False, highlight=False)
+
+
+@app.command("synth")
+def synth_command(
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="the store to create [default: features_dir of the synth data set in params]"
+    ),
+    seed: Optional[int] = typer.Option(None, help="random seed [default: data.synth.seed]"),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="clips in the train split"),
+    n_valid: Optional[int] = typer.Option(None, "--n-valid", help="clips in the valid split"),
+    n_test: Optional[int] = typer.Option(None, "--n-test", help="clips in the test split"),
+    like: Optional[str] = typer.Option(
+        None, help="feature dimensions of a standard set: mosi (audio 5, visual 20) or mosei (audio 74, visual 35)"
+    ),
+    audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="audio features per frame"),
+    visual_dim: Optional[int] = typer.Option(None, "--visual-dim", help="visual features per frame"),
+    positive_ratio: Optional[float] = typer.Option(
+        None, "--positive-ratio", help="label imbalance of train and valid: share of non-neutral clips that are positive"
+    ),
+    test_positive_ratio: Optional[float] = typer.Option(None, "--test-positive-ratio", help="the same for the test split"),
+    conflict_rate: Optional[float] = typer.Option(
+        None, "--conflict-rate", help="train and valid: share of clips where one modality expresses the opposite sentiment"
+    ),
+    test_conflict_rate: Optional[float] = typer.Option(None, "--test-conflict-rate", help="the same for the test split"),
+    force: bool = typer.Option(False, "--force", help="replace an existing store at --out"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Write a synthetic MSA data set (features, labels, splits) straight into a feature store.
+
+    Every option defaults to `data.synth` in params.yaml. The test split can be shifted from train
+    (other imbalance and conflict rate). Also writes oracle.json: the metrics of the Bayes-optimal
+    predictor from each modality's expressed sentiment (the ceiling) and of the training mean (the floor).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from misr.synth import generate
+
+    overrides = list(set_ or [])
+    dims = {"mosi": (5, 20), "mosei": (74, 35)}
+    if like is not None:
+        if like not in dims:
+            raise MisrError(f"--like must be mosi or mosei (got {like!r})")
+        overrides += [f"data.synth.audio_dim={dims[like][0]}", f"data.synth.visual_dim={dims[like][1]}"]
+    simple = {"seed": seed, "audio_dim": audio_dim, "visual_dim": visual_dim}
+    simple.update({f"n_clips.{s}": n for s, n in (("train", n_train), ("valid", n_valid), ("test", n_test))})
+    for split in ("train", "valid"):
+        simple[f"splits.{split}.positive_ratio"] = positive_ratio
+        simple[f"splits.{split}.conflict_rate"] = conflict_rate
+    simple["splits.test.positive_ratio"] = test_positive_ratio
+    simple["splits.test.conflict_rate"] = test_conflict_rate
+    overrides += [f"data.synth.{k}={v}" for k, v in simple.items() if v is not None]
+    cfg = _load(params, overrides)
+    target = out_dir or _synth_store(cfg)
+
+    with Progress(
+                TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(split: str, done: int, total: int) -> None:
+            if split not in tasks:
+                tasks[split] = bar.add_task(f"synth {split}", total=total)
+            bar.update(tasks[split], completed=done)
+
+        oracle = generate(cfg.data.synth, target, force=force, progress=progress)
+
+    table = Table(title=f"synthetic store {target}", show_lines=False)
+    table.add_column("split")
+    for col in ("clips", "positive", "neutral", "conflict"):
+        table.add_column(col, justify="right")
+    for split, st in oracle["label_stats"].items():
+        table.add_row(split, str(st["n"]), f"{st['positive']:.2f}", f"{st['neutral']:.2f}", f"{st['conflict']:.2f}")
+    out.print(table)
+    _print_metrics("ceiling (oracle) vs floor (train mean)", oracle)
+
+
+def _synth_store(cfg: Params) -> Path:
+    if cfg.data.active.source == "synth":
+        return cfg.data.active.features_dir
+    for ds in cfg.data.datasets.values():
+        if ds.source == "synth":
+            return ds.features_dir
+    raise MisrError("no data set with source 'synth' in params.yaml", hint="pass --out PATH")
+
+
+def _print_metrics(title: str, oracle: dict[str, Any]) -> None:
+    keys = ("Non0_acc_2", "Mult_acc_7", "MAE", "Corr")
+    table = Table(title=title)
+    table.add_column("predictor")
+    table.add_column("split")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for name, block in (("oracle", oracle["oracle"]), ("train mean", oracle["train_mean_baseline"])):
+        for split, m in block.items():
+            table.add_row(name, split, *(f"{m[k]:.3f}" for k in keys))
+    out.print(table)
+
+
+@app.command("inspect")
+def inspect_command(
+    store: Optional[Path] = typer.Argument(None, help="a feature store [default: the active data set's features_dir]"),
+    split: Optional[str] = typer.Option(None, help="also load this split into padded tensors and show their shapes"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Summarise a feature store: clips per split, modalities, dimensions, extractors, quarantine."""
+    from misr.store import FeatureStore
+
+    cfg = _load(params, set_)
+    fs = FeatureStore(store or cfg.data.active.features_dir)
+    info = fs.describe()
+    out.print(f"[bold]{info['root']}[/]  splits: " + ", ".join(f"{k}={v}" for k, v in sorted(info["splits"].items())))
+    table = Table()
+    for col in ("modality", "files", "clips", "dim", "extractor", "config", "first features"):
+        table.add_column(col)
+    for m, d in info["modalities"].items():
+        names = d["features"]
+        shown = ", ".join(names[:2]) + (" ..." if len(names) > 2 else "")
+        table.add_row(m, str(d["files"]), str(d["clips"]), str(d["dim"]), d["extractor"], d["config_hash"][:8], shown)
+    out.print(table)
+    out.print(f"quarantined clips: {info['quarantined']}   temporary files: {info['temporary_files']}")
+    if split:
+        data = fs.load_split(split)
+        out.print(f"split {split}: {len(data)} clips, labels {tuple(data.labels.shape)}")
+        if data.text is not None:
+            out.print(f"  text ids {tuple(data.text.input_ids.shape)} mask {tuple(data.text.attention_mask.shape)}")
+        for m in ("audio", "visual"):
+            seq = getattr(data, m)
+            if seq is not None:
+                out.print(f"  {m} {tuple(seq.values.shape)} lengths {int(seq.lengths.min())}..{int(seq.lengths.max())}")
+
+
+def main() -> None:
+    """Entry point: user errors become one clear line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except MisrError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(2)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        what = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/]{what}: {exc.strerror or exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The pipeline's parameters: `params.yaml`, validated on load.
+
+One pydantic model per section of params.yaml. Every model forbids unknown keys, so a typo is an
+error that names the key and lists the keys allowed there, instead of a silently ignored setting.
+`load_params()` is the only way the rest of the code reads parameters.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from misr.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+SPLITS = ("train", "valid", "test")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+class DatasetConfig(Section):
+    """One corpus the pipeline can run on. A user's own corpus is one more entry of this kind."""
+
+    source: Literal["raw", "synth", "mmsa"] = Field(
+        "raw", description="raw: MMSA-FET layout of videos; synth: `misr synth`; mmsa: imported MMSA feature file"
+    )
+    raw_dir: Path | None = Field(None, description="folder holding Raw/<video_id>/<clip_id>.* and label.csv")
+    features_dir: Path = Field(description="the feature store of this data set")
+    convention: Literal["mosi", "sims"] = Field(
+        "mosi", description="label range and metric set: mosi/mosei labels in [-3, 3], sims in [-1, 1]"
+    )
+
+    @model_validator(mode="after")
+    def _raw_needs_dir(self) -> "DatasetConfig":
+        if self.source == "raw" and self.raw_dir is None:
+            raise ValueError("raw_dir is required when source is 'raw'")
+        return self
+
+
+class SplitShape(Section):
+    """How one split's labels are distributed and how often the modalities disagree."""
+
+    positive_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of non-neutral clips that are positive")
+    magnitude_skew: float = Field(
+        1.0, ge=0.1, le=10.0, description="1 = |label| uniform on (0, 3]; >1 concentrates labels near 0"
+    )
+    conflict_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of clips where one modality expresses the opposite sentiment"
+    )
+
+
+class SynthConfig(Section):
+    """`misr synth`: a feature-level synthetic MSA data set."""
+
+    seed: int = Field(1111, ge=0)
+    n_clips: dict[Literal["train", "valid", "test"], int] = Field(
+        default_factory=lambda: {"train": 600, "valid": 150, "test": 150}
+    )
+    audio_dim: int = Field(5, ge=1, le=4096, description="MOSI-like 5, MOSEI-like 74")
+    visual_dim: int = Field(20, ge=1, le=4096, description="MOSI-like 20, MOSEI-like 35")
+    audio_frames: tuple[int, int] = Field((20, 60), description="min and max frames per clip")
+    visual_frames: tuple[int, int] = Field((20, 60), description="min and max frames per clip")
+    text_words: tuple[int, int] = Field((6, 20), description="min and max words per transcript")
+    modality_noise: dict[Literal["text", "audio", "visual"], float] = Field(
+        default_factory=lambda: {"text": 0.6, "audio": 0.9, "visual": 0.75},
+        description="std of each modality's expressed sentiment around the clip's sentiment",
+    )
+    feature_noise: float = Field(0.3, ge=0.0, le=10.0, description="std of the noise added to every feature value")
+    neutral_ratio: float = Field(0.05, ge=0.0, le=1.0, description="share of clips labelled exactly 0")
+    label_step: float = Field(0.2, ge=0.0, le=1.0, description="labels rounded to this step (0: continuous)")
+    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(
+        default_factory=lambda: {s: SplitShape() for s in SPLITS}
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "SynthConfig":
+        for name in ("audio_frames", "visual_frames", "text_words"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise ValueError(f"{name} must be [min, max] with 1 <= min <= max (got [{lo}, {hi}])")
+        for split in SPLITS:
+            if self.n_clips.get(split, 0) < 1:
+                raise ValueError(f"n_clips.{split} must be given and >= 1")
+        if self.label_step > 0 and abs(3.0 / self.label_step - round(3.0 / self.label_step)) > 1e-6:
+            raise ValueError(f"label_step must divide 3 evenly, e.g. 0.1, 0.2, 0.5, 1, or be 0 (got {self.label_step})")
+        for m in ("text", "audio", "visual"):
+            if not 0 <= self.modality_noise.get(m, -1) <= 10:
+                raise ValueError(f"modality_noise.{m} must be given and in [0, 10]")
+        return self
+
+
+class DataConfig(Section):
+    dataset: str = Field("demo", description="the entry of `datasets` the pipeline runs on")
+    datasets: dict[str, DatasetConfig]
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+
+    @model_validator(mode="after")
+    def _known_dataset(self) -> "DataConfig":
+        if self.dataset not in self.datasets:
+            raise ValueError(
+                f"dataset {self.dataset!r} is not one of the configured datasets: {', '.join(self.datasets)}"
+            )
+        return self
+
+    @property
+    def active(self) -> DatasetConfig:
+        return self.datasets[self.dataset]
+
+
+# ------------------------------------------------------------------------------------- features
+
+
+class TextFeatures(Section):
+    tokenizer: str = Field("minilm", description="minilm (the shipped MiniLM-L6), or a local BERT-family model path")
+    max_length: int = Field(50, ge=4, le=512, description="tokens per transcript, [CLS] and [SEP] included")
+    store_hidden: bool = Field(False, description="also store the frozen encoder's per-token hidden states")
+
+
+class AudioFeatures(Section):
+    sample_rate: int = Field(16000, ge=4000, le=96000)
+    frame_rate: float = Field(25.0, gt=0, le=200, description="feature frames per second")
+    features: list[Literal["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "rolloff", "flatness", "zcr"]] = (
+        Field(default_factory=lambda: ["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "flatness", "zcr"])
+    )
+    n_mfcc: int = Field(13, ge=1, le=64)
+
+
+class VisualFeatures(Section):
+    backend: Literal["landmarks", "pyfeat"] = Field("landmarks", description="dlib landmarks + FACS geometry, or py-feat")
+    frame_rate: float = Field(25.0, gt=0, le=120, description="frames per second analysed")
+    detect_every: int = Field(5, ge=1, le=250, description="run the face detector every N frames, track in between")
+
+
+class FeaturesConfig(Section):
+    shard_size: int = Field(16, ge=1, le=10000, description="clips per extraction task")
+    runner: Literal["threads", "dask"] = "threads"
+    max_workers: int = Field(2, ge=1, le=1024)
+    dask_address: str | None = Field(None, description="an existing Dask scheduler; null starts a local cluster")
+    strict: bool = Field(False, description="exit non-zero when any clip is quarantined")
+    text: TextFeatures = Field(default_factory=TextFeatures)
+    audio: AudioFeatures = Field(default_factory=AudioFeatures)
+    visual: VisualFeatures = Field(default_factory=VisualFeatures)
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+class TextEncoderConfig(Section):
+    encoder: str = Field("minilm", description="minilm (shipped), bert-base-uncased (local), or a model folder")
+    finetune: bool = Field(False, description="fine-tune the encoder; false trains on frozen states")
+
+
+class KLConfig(Section):
+    prior_weight: float = Field(0.01, ge=0, description="KL of each modality Gaussian to N(0, I)")
+    pairwise_weight: float = Field(0.01, ge=0, description="pairwise KL between modality Gaussians")
+    logvar_min: float = Field(-8.0, ge=-30, le=0)
+    logvar_max: float = Field(8.0, ge=0, le=30)
+
+
+class InvarianceConfig(Section):
+    kind: Literal["irm", "vrex"] = "vrex"
+    weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
+    warmup_epochs: int = Field(2, ge=0, description="epochs before the penalty weight ramps to `weight`")
+
+
+class ModelConfig(Section):
+    name: Literal["misr", "late_fusion", "misr_no_dist", "misr_no_inv", "misr_z_env"] = "misr"
+    d_model: int = Field(64, ge=8, le=4096)
+    n_heads: int = Field(4, ge=1, le=64)
+    n_layers: int = Field(2, ge=1, le=24)
+    n_summary_tokens: int = Field(2, ge=1, le=32)
+    latent_dim: int = Field(32, ge=2, le=4096)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    environments: Literal["z_plus_unimodal", "unimodal"] = Field(
+        "z_plus_unimodal", description="{z, z+h_t, z+h_a, z+h_v} or {z, h_t, h_a, h_v}"
+    )
+    text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+# ---------------------------------------------------------------------------------------- train
+
+
+class TrainConfig(Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seeds: list[int] = Field(default_factory=lambda: [1111, 1112, 1113], min_length=1)
+    epochs: int = Field(30, ge=1, le=10000)
+    batch_size: int = Field(32, ge=1, le=65536)
+    lr: float = Field(1e-4, gt=0, le=1)
+    text_lr: float = Field(5e-6, ge=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
+    patience: int = Field(8, ge=1, description="epochs without a better validation MAE before stopping")
+    deterministic: bool = True
+
+
+# ------------------------------------------------------------------------------------- evaluate
+
+
+class EvaluateConfig(Section):
+    splits: list[Literal["valid", "test"]] = Field(default_factory=lambda: ["valid", "test"], min_length=1)
+    robustness: bool = Field(True, description="agree/conflict subsets and each modality zeroed out")
+
+
+# ------------------------------------------------------------------------------------- register
+
+
+class RegisterConfig(Section):
+    artifact: str = Field("misr-sentiment", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    stage: str = Field("prod", pattern=r"^[a-z0-9-]+$")
+    metric: Literal["MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7"] = "MAE"
+    min_margin: float = Field(0.005, ge=0, description="the candidate must beat prod by at least this")
+    tolerance: float = Field(0.01, ge=0, description="how much worse the other guard metrics may be")
+    guard_metrics: list[str] = Field(default_factory=lambda: ["Non0_acc_2", "Corr"])
+
+
+# ---------------------------------------------------------------------------------------- whole
+
+
+class Params(Section):
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    # `register` would shadow BaseModel.register (from ABC), hence the alias.
+    registration: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Params:
+    """Read, override (`key.path=value`, values parsed as YAML) and validate params.yaml."""
+    path = Path(path) if path is not None else DEFAULT_PARAMS
+    if not path.exists():
+        raise ConfigError(
+            f"no parameters file at {path}",
+            hint="run from the repository root, or pass --params PATH",
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, features, model, ...)")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate_params(raw, source=str(path))
+
+
+def validate_params(raw: dict[str, Any], source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [format_error(err) for err in exc.errors()]
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {line}" for line in lines)) from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` inside the nested mapping `raw` (value parsed as YAML, like `dvc exp run -S`)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def format_error(err: dict[str, Any]) -> str:
+    """One line per problem: the dotted key, what is wrong, the allowed keys or values, and what was given."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(err["loc"][:-1])
+        return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind.startswith("literal_error") or kind == "enum":
+        msg = msg.replace("Input should be", "must be one of:")
+    else:
+        msg = msg.replace("Input should be", "must be")
+    given = err.get("input")
+    if kind not in {"value_error", "assertion_error"} and not isinstance(given, dict):
+        return f"{key}: {msg} (got {given!r})"
+    return f"{key}: {msg}"
+
+
+def _allowed_keys(loc: Sequence[Any]) -> list[str]:
+    """The field names of the section at `loc` (a path into Params), for error messages."""
+    model: Any = Params
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            by_key = {(f.alias or name): f for name, f in model.model_fields.items()}
+            field = by_key.get(str(part))
+            if field is None:
+                return []
+            model = _unwrap(field.annotation)
+        elif typing.get_origin(model) is dict:
+            model = _unwrap(typing.get_args(model)[1])
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f.alias or name for name, f in model.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] -> X, so that error messages can look inside optional sections."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def params_to_yaml(params: Params) -> str:
+    return yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False)

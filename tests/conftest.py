@@ -1,0 +1,35 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Prefect: keep its state inside the test run and offline.
+_prefect_home = tempfile.mkdtemp(prefix="misr-prefect-")
+os.environ.setdefault("PREFECT_HOME", _prefect_home)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    """A copy of the repository's params.yaml in a scratch folder."""
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    return target
+
+
+@pytest.fixture
+def small_synth():
+    """A synth config small enough for unit tests."""
+    from misr.config import load_params
+
+    params = load_params(
+        REPO / "params.yaml",
+        ["data.synth.n_clips={train: 60, valid: 20, test: 20}", "data.synth.audio_frames=[4, 12]", "data.synth.visual_frames=[5, 9]"],
+    )
+    return params.data.synth
