@@ -180,6 +180,74 @@ def inspect_command(
                 out.print(f"  {m} {tuple(seq.values.shape)} lengths {int(seq.lengths.min())}..{int(seq.lengths.max())}")
 
 
+@app.command("train")
+def train_command(
+    store: Optional[Path] = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),
+    out_dir: Path = typer.Option(Path("data/models/misr"), "--out", "-o", help="where checkpoints, summary.json and logs go"),
+    no_flow: bool = typer.Option(False, "--no-flow", help="train without Prefect (torchrun ranks always do)"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Train the model of `model.name` (MISR, an ablation or late fusion) for every seed in `train.seeds`.
+
+    Uses CUDA when present (bf16), else the CPU. For several GPUs or machines, launch the same command
+    with torchrun (e.g. `torchrun --nproc_per_node=2 -m misr.cli train ...`). A killed run resumes from
+    the last finished epoch when started again with the same settings.
+    """
+    from misr.train import Dist, resolve_input_spec, train
+
+    cfg = _load(params, set_)
+    store_dir = store or cfg.data.active.features_dir
+    resolve_input_spec(cfg, store_dir)  # fail fast, before any process group or flow starts
+    dist = Dist.from_env()
+    with _training_progress(enabled=dist.main) as progress:
+        if dist.world > 1 or no_flow:
+            summary = train(cfg, store_dir, out_dir, progress=progress)
+        else:
+            from pipelines.train import train_flow
+
+            summary = train_flow(cfg, store_dir, out_dir, progress=progress)
+    if not dist.main:
+        return
+    table = Table(title=f"{cfg.model.name} on {store_dir} ({summary['device']}, {summary['world_size']} process(es))")
+    for col in ("seed", "best valid MAE", "epoch", "train-mean MAE", "epochs", "seconds"):
+        table.add_column(col, justify="right")
+    for seed, r in summary["seeds"].items():
+        table.add_row(seed, f"{r['best_valid_mae']:.4f}", str(r["best_epoch"]), f"{r['train_mean_valid_mae']:.4f}", str(r["epochs_run"]), f"{r['seconds']:.1f}")
+    out.print(table)
+    out.print(f"checkpoints and summary.json in {out_dir}")
+
+
+class _training_progress:
+    """A rich progress bar over the batches of each seed (quiet when stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, disable=not (enabled and err.is_terminal),
+        )  # fmt: skip
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "seed":
+            total = info["epochs"] * info["steps"]
+            done = info["start_epoch"] * info["steps"]
+            self.task = self.bar.add_task(f"seed {info['seed']}", total=total, completed=done)
+        elif event == "step" and self.task is not None:
+            self.bar.advance(self.task)
+        elif event == "epoch" and self.task is not None:
+            self.bar.update(self.task, description=f"seed {info['seed']} epoch {info['epoch']} valid MAE {info['valid_mae']:.3f}")
+
+
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2, never a traceback."""
     try:

@@ -155,8 +155,14 @@ class FeaturesConfig(Section):
 
 
 class TextEncoderConfig(Section):
-    encoder: str = Field("minilm", description="minilm (shipped), bert-base-uncased (local), or a model folder")
-    finetune: bool = Field(False, description="fine-tune the encoder; false trains on frozen states")
+    encoder: str = Field(
+        "auto",
+        description=(
+            "auto: stored hidden states if present, else learned token embeddings for a small vocabulary, else minilm; "
+            "tokens | hidden | minilm (the shipped MiniLM-L6) | a local BERT-family model folder"
+        ),
+    )
+    finetune: bool = Field(False, description="fine-tune a BERT-family encoder (minilm or a folder); else it stays frozen")
 
 
 class KLConfig(Section):
@@ -169,7 +175,8 @@ class KLConfig(Section):
 class InvarianceConfig(Section):
     kind: Literal["irm", "vrex"] = "vrex"
     weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
-    warmup_epochs: int = Field(2, ge=0, description="epochs before the penalty weight ramps to `weight`")
+    warmup_epochs: int = Field(2, ge=0, description="epochs of warm-up before the penalty has its full weight")
+    schedule: Literal["linear", "step"] = Field("linear", description="linear ramp from 0, or 0 then a step to `weight`")
 
 
 class ModelConfig(Section):
@@ -183,6 +190,7 @@ class ModelConfig(Section):
     environments: Literal["z_plus_unimodal", "unimodal"] = Field(
         "z_plus_unimodal", description="{z, z+h_t, z+h_a, z+h_v} or {z, h_t, h_a, h_v}"
     )
+    z_env_samples: int = Field(4, ge=2, le=64, description="misr_z_env: environments are this many draws of z")
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
     invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)

@@ -1,0 +1,162 @@
+"""MISR and the baselines it is compared with, readable top to bottom.
+
+    x_t, x_a, x_v --encoders--> h_t, h_a, h_v                           (d_model each)
+    h_m --Gaussian head--> N(mu_m, sigma_m^2) --reparameterise--> z_m   (latent_dim)
+    z = precision-weighted fusion of z_t, z_a, z_v
+    u_m = W_m h_m                                                        (unimodal, latent_dim)
+    environments: {z, z+u_t, z+u_a, z+u_v}  or  {z, u_t, u_a, u_v}  or  K draws of z (ablation)
+    each environment --shared invariant encoder--> --shared regressor--> y_hat_e
+    prediction: y_hat of the z environment
+    loss: mean_e |y_hat_e - y| + w_prior * KL(N_m || N(0,I)) + w_pair * KL(N_m || N_n) + w_inv(epoch) * penalty
+
+`model.name` picks the variant: misr; misr_no_dist (no distributional constraints); misr_no_inv (no
+invariance constraint); misr_z_env (environments from z alone); late_fusion (pooled encoders
+concatenated, an MLP, plain L1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from misr.config import ModelConfig
+from misr.model import gaussian, invariance
+from misr.model.encoders import BertTextEncoder, HiddenStateEncoder, SequenceEncoder, TokenEncoder
+
+MODALITIES = ("text", "audio", "visual")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data looks like, read from the store: the model is built to fit it."""
+
+    audio_dim: int
+    visual_dim: int
+    text_kind: str  # tokens | hidden | bert
+    vocab_size: int | None = None
+    text_hidden_dim: int | None = None
+    bert_dir: str | None = None
+
+
+def build_encoders(cfg: ModelConfig, spec: InputSpec) -> nn.ModuleDict:
+    kw = dict(n_heads=cfg.n_heads, n_layers=cfg.n_layers, n_summary=cfg.n_summary_tokens, dropout=cfg.dropout)
+    if spec.text_kind == "tokens":
+        text: nn.Module = TokenEncoder(int(spec.vocab_size), cfg.d_model, **kw)
+    elif spec.text_kind == "hidden":
+        text = HiddenStateEncoder(int(spec.text_hidden_dim), cfg.d_model, **kw)
+    else:
+        text = BertTextEncoder(Path(str(spec.bert_dir)), cfg.text.finetune, cfg.d_model, **kw)
+    return nn.ModuleDict(
+        {
+            "text": text,
+            "audio": SequenceEncoder(spec.audio_dim, cfg.d_model, **kw),
+            "visual": SequenceEncoder(spec.visual_dim, cfg.d_model, **kw),
+        }
+    )
+
+
+def encode(encoders: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each modality's clip representation h_m [B, d_model]."""
+    text_input = batch["text_hidden"] if "text_hidden" in batch else batch["text_ids"]
+    return {
+        "text": encoders["text"](text_input, batch["text_mask"]),
+        "audio": encoders["audio"](batch["audio"], batch["audio_lengths"]),
+        "visual": encoders["visual"](batch["visual"], batch["visual_lengths"]),
+    }
+
+
+class MISR(nn.Module):
+    def __init__(self, cfg: ModelConfig, spec: InputSpec):
+        super().__init__()
+        self.cfg = cfg
+        d, k = cfg.d_model, cfg.latent_dim
+        self.encoders = build_encoders(cfg, spec)
+        self.heads = nn.ModuleDict({m: gaussian.GaussianHead(d, k, cfg.kl.logvar_min, cfg.kl.logvar_max) for m in MODALITIES})
+        # the z-only ablation never uses unimodal projections (and DDP refuses unused parameters)
+        self.unimodal = nn.ModuleDict({} if cfg.name == "misr_z_env" else {m: nn.Linear(d, k) for m in MODALITIES})
+        self.invariant = nn.Sequential(nn.Linear(k, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d), nn.GELU())
+        self.regressor = nn.Linear(d, 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        h = encode(self.encoders, batch)
+        sample = self.training
+        gauss = {m: self.heads[m](h[m]) for m in MODALITIES}
+        z_m = {m: gaussian.reparameterize(mu, lv, sample) for m, (mu, lv) in gauss.items()}
+        z, weights = gaussian.precision_fusion(z_m, {m: lv for m, (_, lv) in gauss.items()})
+        envs = self.environments(z, h, gauss, sample)
+        preds = self.regressor(self.invariant(envs)).squeeze(-1)  # [E, B]
+        return {"pred": preds[0], "env_preds": preds, "gaussians": gauss, "fusion_weights": weights}
+
+    def environments(self, z, h, gauss, sample: bool) -> torch.Tensor:
+        """[E, B, latent_dim]; environment 0 is always the joint representation z."""
+        if self.cfg.name == "misr_z_env":
+            if not sample:
+                return z[None]
+            draws = [z]
+            for _ in range(self.cfg.z_env_samples - 1):
+                z_m = {m: gaussian.reparameterize(mu, lv, True) for m, (mu, lv) in gauss.items()}
+                draws.append(gaussian.precision_fusion(z_m, {m: lv for m, (_, lv) in gauss.items()})[0])
+            return torch.stack(draws)
+        u = [self.unimodal[m](h[m]) for m in MODALITIES]
+        if self.cfg.environments == "z_plus_unimodal":
+            return torch.stack([z] + [z + u_m for u_m in u])
+        return torch.stack([z] + u)
+
+
+class LateFusion(nn.Module):
+    """The plain baseline: the same encoders, pooled representations concatenated, an MLP, L1 (ERM)."""
+
+    def __init__(self, cfg: ModelConfig, spec: InputSpec):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.encoders = build_encoders(cfg, spec)
+        self.mlp = nn.Sequential(nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        h = encode(self.encoders, batch)
+        pred = self.mlp(torch.cat([h[m] for m in MODALITIES], dim=-1)).squeeze(-1)
+        return {"pred": pred, "env_preds": pred[None]}
+
+
+def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
+    return LateFusion(cfg, spec) if cfg.name == "late_fusion" else MISR(cfg, spec)
+
+
+def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
+    """The weight of each loss term at `epoch`, after the ablation switches of `model.name`."""
+    inv = cfg.invariance
+    w = {
+        "risk": 1.0,
+        "kl_prior": cfg.kl.prior_weight,
+        "kl_pair": cfg.kl.pairwise_weight,
+        "invariance": invariance.penalty_weight(inv.weight, epoch, inv.warmup_epochs, inv.schedule),
+    }
+    if cfg.name in ("misr_no_dist", "late_fusion"):
+        w["kl_prior"] = w["kl_pair"] = 0.0
+    if cfg.name in ("misr_no_inv", "late_fusion"):
+        w["invariance"] = 0.0
+    return w
+
+
+def loss_terms(cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each loss term, unweighted (every one is logged); `total_loss` weighs them."""
+    preds = out["env_preds"].float()
+    risks = invariance.environment_risks(preds, y)
+    terms = {"risk": risks.mean(), "l1_z": risks[0]}
+    if "gaussians" in out:
+        terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
+        terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
+        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, risks)
+    return terms
+
+
+def total_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    total = terms["risk"] * weights["risk"]
+    for name in ("kl_prior", "kl_pair", "invariance"):
+        if name in terms and weights[name] != 0.0:
+            total = total + weights[name] * terms[name]
+    return total

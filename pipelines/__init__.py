@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration (retries, artifacts, task runners) over the `misr` library."""
