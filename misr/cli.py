@@ -201,7 +201,7 @@ def train_command(
     resolve_input_spec(cfg, store_dir)  # fail fast, before any process group or flow starts
     dist = Dist.from_env()
     with _training_progress(enabled=dist.main) as progress:
-        if dist.world > 1 or no_flow:
+        if dist.launched or no_flow:
             summary = train(cfg, store_dir, out_dir, progress=progress)
         else:
             from pipelines.train import train_flow

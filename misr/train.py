@@ -55,6 +55,8 @@ class SeedResult:
     valid_metrics: dict[str, float]
     seconds: float
     device: str
+    steps: int = 0
+    step_ms: float = 0.0  # mean wall time of one optimisation step (forward, backward, update)
 
 
 @dataclass
@@ -64,10 +66,12 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (then DDP is used, even with a single process)
 
     @classmethod
     def from_env(cls) -> "Dist":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)), "LOCAL_RANK" in env and "MASTER_ADDR" in env)
 
     @property
     def main(self) -> bool:
@@ -214,7 +218,7 @@ class Run:
 def prepare(params: Params, store_dir: str | Path, out_dir: str | Path) -> Run:
     """Join the torchrun job if there is one, pick the device, load the data, write the resolved params."""
     dist = Dist.from_env()
-    if dist.world > 1 and not torch.distributed.is_initialized():
+    if dist.launched and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and params.train.device != "cpu" else "gloo"
         torch.distributed.init_process_group(backend)
     out = Path(out_dir)
@@ -298,7 +302,7 @@ def train_seed(
     metrics_kind = metric_set(loaded.convention)
     baseline = float(np.mean(np.abs(loaded.valid.labels.numpy() - train_mean)))  # valid MAE of the training mean
     ddp_model = model
-    if dist.world > 1:
+    if dist.launched:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_batches = Batches(loaded.train, device)
     valid_batches = Batches(loaded.valid, device)
@@ -308,6 +312,7 @@ def train_seed(
     if progress:
         progress("seed", {"seed": seed, "epochs": tc.epochs, "steps": steps_per_epoch, "start_epoch": state["epoch"] + 1, "resumed": resumed})
     epoch = state["epoch"]
+    step_seconds, steps_done = 0.0, 0
     for epoch in range(state["epoch"] + 1, tc.epochs):
         if state["finished"]:
             break
@@ -317,6 +322,7 @@ def train_seed(
         ddp_model.train()
         sums: dict[str, float] = {}
         batches = epoch_batches(len(loaded.train), tc.batch_size, seed, epoch, rank=dist.rank, world=dist.world)
+        epoch_started = time.perf_counter()
         for b, piece in enumerate(batches):
             batch = train_batches.get(piece.indices)
             with autocast:
@@ -333,13 +339,17 @@ def train_seed(
             optimizer.step()
             scheduler.step()
             for k, v in {**terms, "total": loss}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums.get(k, 0.0) + v.detach()  # stays on the device: no sync per step
             if progress:
                 progress("step", {"seed": seed, "epoch": epoch, "batch": b})
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_seconds += time.perf_counter() - epoch_started
+        steps_done += len(batches)
 
         valid = evaluate_split(model, valid_batches, tc.batch_size, metrics_kind)
         record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "penalty_weight": weights["invariance"]}
-        record.update({f"train_{k}": v / max(1, len(batches)) for k, v in sums.items()})
+        record.update({f"train_{k}": float(v) / max(1, len(batches)) for k, v in sums.items()})
         record.update({f"valid_{k}": v for k, v in valid.items()})
         state["history"].append(record)
         improved = valid["MAE"] < state["best_mae"] - 1e-12
@@ -385,6 +395,8 @@ def train_seed(
         valid_metrics={k[len("valid_"):]: v for k, v in best.items() if k.startswith("valid_")},
         seconds=time.perf_counter() - started,
         device=str(device),
+        steps=steps_done,
+        step_ms=1000.0 * step_seconds / max(1, steps_done),
     )
 
 
@@ -429,10 +441,13 @@ def load_best(seed_dir: str | Path, device: str | torch.device = "cpu") -> tuple
 
 
 def _check_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, batch: int) -> None:
-    for name, value in {**terms, "total": loss}.items():
+    named = {**terms, "total": loss}
+    if bool(torch.isfinite(torch.stack([v.detach().float() for v in named.values()])).all()):
+        return  # one device sync per step, not one per term
+    for name, value in named.items():
         if not torch.isfinite(value).all():
             raise TrainingDiverged(
-                f"the loss term '{name}' is {float(value)} at epoch {epoch}, batch {batch}; training stopped, "
+                f"the loss term '{name}' is {float(value.detach())} at epoch {epoch}, batch {batch}; training stopped, "
                 "the last good checkpoint is kept",
                 hint="lower train.lr, raise train.grad_clip's strictness, or check the features for extreme values",
             )

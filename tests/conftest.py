@@ -33,3 +33,12 @@ def small_synth():
         ["data.synth.n_clips={train: 60, valid: 20, test: 20}", "data.synth.audio_frames=[4, 12]", "data.synth.visual_frames=[5, 9]"],
     )
     return params.data.synth
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect API for the whole session (starting one is slow); most tests never need it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
