@@ -218,6 +218,57 @@ def train_command(
     out.print(f"checkpoints and summary.json in {out_dir}")
 
 
+@app.command("evaluate")
+def evaluate_command(
+    store: Optional[Path] = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),
+    model_dir: Path = typer.Option(Path("data/models/misr"), "--model", "-m", help="the folder `misr train` wrote"),
+    out_dir: Path = typer.Option(Path("data/eval/misr"), "--out", "-o", help="where metrics, plots and the model card go"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Score every seed's best checkpoint on valid and test: metrics (mean +- std), plots, robustness, model card."""
+    from misr.evaluate import evaluate
+
+    cfg = _load(params, set_)
+    result = evaluate(cfg, store or cfg.data.active.features_dir, model_dir, out_dir)
+    keys = ("Non0_acc_2", "Mult_acc_7", "MAE", "Corr") if cfg.data.active.convention != "sims" else ("Mult_acc_2", "Mult_acc_5", "MAE", "Corr")
+    table = Table(title=f"{cfg.model.name}: mean +- std over {len(next(iter(result['metrics'].values()))['per_seed'])} seed(s)")
+    table.add_column("split")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for split, m in result["metrics"].items():
+        if "mean" in m:
+            table.add_row(split, *(f"{m['mean'][k]:.3f} +- {m['std'][k]:.3f}" for k in keys))
+    out.print(table)
+    out.print(f"metrics.json, robustness.json, plots/ and model_card.md in {out_dir}")
+
+
+@app.command("register")
+def register_command(
+    eval_dir: Path = typer.Option(Path("data/eval/misr"), "--eval", "-e", help="the folder `misr evaluate` wrote"),
+    repo: Path = typer.Option(Path("."), "--repo", help="the git repository holding dvc.yaml and dvc.lock"),
+    commit: bool = typer.Option(False, "--commit", help="commit uncommitted changes first (otherwise refuse)"),
+    decide_only: bool = typer.Option(
+        False, "--decide-only", help="apply the gate and record the decision, touch no git state (the DVC stage does this)"
+    ),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Apply the promotion gate; if it passes, register a new version with GTO and assign it the stage."""
+    from misr.registry import register
+
+    cfg = _load(params, set_)
+    decision = register(cfg, repo, eval_dir, commit=commit, decide_only=decide_only)
+    verdict = "[green]promote[/]" if decision.promote else "[yellow]do not promote[/]"
+    out.print(f"gate: {verdict} {cfg.registration.artifact} to '{decision.stage}'")
+    for reason in decision.reasons:
+        out.print(f"  - {reason}", highlight=False)
+    if decision.version:
+        out.print(f"registered {cfg.registration.artifact}@{decision.version} and assigned '{decision.stage}' (commit {decision.commit[:10]})")
+    elif not decide_only:
+        out.print("no tag created")
+
+
 class _training_progress:
     """A rich progress bar over the batches of each seed (quiet when stderr is not a terminal)."""
 

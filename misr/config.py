@@ -210,7 +210,7 @@ class TrainConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [1111, 1112, 1113], min_length=1)
     epochs: int = Field(30, ge=1, le=10000)
     batch_size: int = Field(32, ge=1, le=65536)
-    lr: float = Field(1e-4, gt=0, le=1)
+    lr: float = Field(1e-3, gt=0, le=1)
     text_lr: float = Field(5e-6, ge=0, le=1)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

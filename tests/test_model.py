@@ -142,16 +142,17 @@ def test_vrex_zero_for_equal_risks_positive_otherwise():
 
 def test_irmv1_hand_value_zero_and_positive():
     y = torch.tensor([1.0, 1.0])
-    # d/dw mean |w*p - y| at w=1 = mean(sign(p - y) * p) = (2 + 4) / 2 = 3 -> penalty 9
-    assert invariance.irmv1_penalty(torch.tensor([[2.0, 4.0]]), y).item() == pytest.approx(9.0)
-    # two environments with equal risks (0.5 each), both over-predicting: positive
+    # d/dw mean (w*p - y)^2 at w=1 = mean(2 (p - y) p) = (2*1*2 + 2*3*4) / 2 = 14 -> penalty 196
+    assert invariance.irmv1_penalty(torch.tensor([[2.0, 4.0]]), y).item() == pytest.approx(196.0)
+    # two environments with equal L1 risks (0.5 each), one over- and one under-predicting: positive
     preds = torch.tensor([[1.5, 1.5], [0.5, 0.5]])
-    risks = invariance.environment_risks(preds, y)
-    assert torch.allclose(risks, torch.tensor([0.5, 0.5]))
-    # env 1: sign(+)*1.5 -> 1.5^2; env 2: sign(-)*0.5 -> 0.25
-    assert invariance.irmv1_penalty(preds, y).item() == pytest.approx(1.5**2 + 0.5**2)
+    assert torch.allclose(invariance.environment_risks(preds, y), torch.tensor([0.5, 0.5]))
+    # env 1: 2 * 0.5 * 1.5 = 1.5 -> 2.25; env 2: 2 * (-0.5) * 0.5 = -0.5 -> 0.25
+    assert invariance.irmv1_penalty(preds, y).item() == pytest.approx(2.25 + 0.25)
     # perfect predictions in every environment: equal (zero) risks and no gradient to exploit
     assert invariance.irmv1_penalty(torch.stack([y, y]), y).item() == 0.0
+    # residuals orthogonal to the predictions: the scale is already optimal, penalty zero
+    assert invariance.irmv1_penalty(torch.tensor([[1.0, -1.0]]), torch.tensor([1.5, -0.5])).item() == pytest.approx(0.0)
 
 
 def test_irmv1_penalty_has_gradients_for_the_model():

@@ -3,7 +3,9 @@
 Each environment e gives predictions and a risk R_e = mean |y_hat_e - y|.
   IRMv1 (Arjovsky et al., 2019): sum_e || d R_e(w * y_hat_e) / dw at w = 1 ||^2, the gradient of each
         environment's risk with respect to a dummy scalar scale of its predictions; zero when a single
-        predictor is simultaneously optimal for every environment.
+        predictor is simultaneously optimal for every environment. Computed on the squared-error risk:
+        with the L1 risk the gradient is mean(sign(residual) * y_hat), non-smooth, and its square
+        drove the model towards constant predictions in our runs (benchmarks/quality.py).
   V-REx (Krueger et al., 2021): the variance of the environment risks; zero when they are equal.
 """
 
@@ -23,13 +25,13 @@ def vrex_penalty(risks: torch.Tensor) -> torch.Tensor:
 
 
 def irmv1_penalty(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sum over environments of the squared gradient of the risk w.r.t. a dummy scale at 1.
+    """Sum over environments of the squared gradient of the squared-error risk w.r.t. a dummy scale at 1.
 
-    For the L1 risk the gradient has a closed form, mean(sign(w*y_hat - y) * y_hat) at w = 1; it is
-    computed through autograd so the penalty stays correct if the risk changes.
+    At w = 1 the gradient is mean(2 * (y_hat - y) * y_hat): zero when the residuals are orthogonal to the
+    predictions, i.e. when no rescaling of this environment's predictions would lower its risk.
     """
     scale = torch.ones((), device=preds.device, dtype=preds.dtype, requires_grad=True)
-    risks = environment_risks(preds * scale, y)
+    risks = ((preds * scale - y[None, :]) ** 2).mean(dim=1)
     total = preds.new_zeros(())
     for r in risks:
         (grad,) = torch.autograd.grad(r, scale, create_graph=True)

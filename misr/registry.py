@@ -1,0 +1,197 @@
+"""Model registration behind a promotion gate: DVC `artifacts:` in dvc.yaml, versions and stages as GTO tags.
+
+The gate compares the candidate's validation metrics (EVAL_DIR/metrics.json) with those of the model
+now in the stage (read from the commit that stage points to):
+  - it must beat the stage's model on `register.metric` by at least `register.min_margin`, and
+  - be no worse than it on each of `register.guard_metrics` by more than `register.tolerance`.
+The first model (nothing in the stage yet) must beat predicting the training mean on validation MAE
+by `min_margin`. The decision and its reasons go to EVAL_DIR/registration/decision.json and to the
+model card completed with them (EVAL_DIR/registration/model_card.md and .json).
+
+Registering needs a commit that holds the model's dvc.lock: with uncommitted changes nothing happens
+unless `commit=True`. Only a promoted candidate gets tags (`gto register`, `gto assign --stage`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from misr.config import Params
+from misr.errors import MisrError
+
+LOWER_IS_BETTER = {"MAE"}
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str]
+    stage: str
+    metric: str
+    candidate: dict[str, float]
+    prod_version: str | None = None
+    prod_metrics: dict[str, float] | None = None
+    version: str | None = None
+    commit: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _better(metric: str, a: float, b: float) -> float:
+    """How much better a is than b (positive = better), whatever the metric's direction."""
+    return b - a if metric in LOWER_IS_BETTER else a - b
+
+
+def gate(candidate: dict[str, float], prod: dict[str, float] | None, baseline_mae: float, params: Params) -> tuple[bool, list[str]]:
+    cfg = params.registration
+    reasons = []
+    if prod is None:
+        gain = baseline_mae - candidate["MAE"]
+        ok = gain >= cfg.min_margin
+        reasons.append(
+            f"first model: validation MAE {candidate['MAE']:.4f} vs {baseline_mae:.4f} for predicting the training mean "
+            f"({'better' if ok else 'not better'} by {gain:+.4f}; needed {cfg.min_margin})"
+        )
+        return ok, reasons
+    gain = _better(cfg.metric, candidate[cfg.metric], prod[cfg.metric])
+    ok = gain >= cfg.min_margin
+    reasons.append(
+        f"{cfg.metric}: {candidate[cfg.metric]:.4f} vs {prod[cfg.metric]:.4f} in {cfg.stage} "
+        f"({'better' if ok else 'not better'} by {gain:+.4f}; needed {cfg.min_margin})"
+    )
+    for name in cfg.guard_metrics:
+        if name not in candidate or name not in prod:
+            reasons.append(f"{name}: not reported for both models, not checked")
+            continue
+        change = _better(name, candidate[name], prod[name])
+        held = change >= -cfg.tolerance
+        ok = ok and held
+        reasons.append(f"{name}: {candidate[name]:.4f} vs {prod[name]:.4f} ({'within' if held else 'beyond'} the tolerance {cfg.tolerance}; change {change:+.4f})")
+    return ok, reasons
+
+
+# ------------------------------------------------------------------------------------ git and gto
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    try:
+        res = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        raise MisrError(f"cannot run git: {exc}") from None
+    if check and res.returncode != 0:
+        raise MisrError(f"git {' '.join(args)} failed in {repo}: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout.strip()
+
+
+def uncommitted(repo: Path) -> list[str]:
+    return [line for line in git(repo, "status", "--porcelain").splitlines() if line.strip()]
+
+
+def stage_holder(repo: Path, params: Params) -> tuple[str, str] | None:
+    """(version, commit) of the model now in the stage, or None when the stage is empty."""
+    import gto.api
+    from gto.exceptions import GTOException
+
+    try:
+        found = gto.api.find_versions_in_stage(str(repo), params.registration.artifact, params.registration.stage)
+    except GTOException:
+        return None
+    if not found:
+        return None
+    current = found[0] if isinstance(found, list) else found
+    return current.version, current.commit_hexsha
+
+
+def metrics_at(repo: Path, commit: str, path: Path) -> dict[str, Any] | None:
+    rel = os.path.relpath(path, repo)
+    text = git(repo, "show", f"{commit}:{rel}", check=False)
+    return json.loads(text) if text else None
+
+
+# ------------------------------------------------------------------------------------ decide and register
+
+
+def decide(params: Params, repo: Path, eval_dir: Path) -> Decision:
+    metrics_path = eval_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise MisrError(f"no {metrics_path}", hint="run `misr evaluate` first")
+    metrics = json.loads(metrics_path.read_text())
+    if "valid" not in metrics:
+        raise MisrError(f"{metrics_path} has no validation metrics; the gate compares on validation", hint="evaluate.splits must include valid")
+    candidate = metrics["valid"]["mean"]
+    baseline = float(metrics["train_mean_baseline"]["valid_MAE"])
+    holder = stage_holder(repo, params)
+    prod_metrics = None
+    if holder is not None:
+        prod_all = metrics_at(repo, holder[1], metrics_path)
+        if prod_all is None or "valid" not in prod_all:
+            raise MisrError(
+                f"the {params.registration.stage} model {holder[0]} has no validation metrics at {os.path.relpath(metrics_path, repo)} "
+                f"in its commit {holder[1][:10]}; cannot compare"
+            )
+        prod_metrics = prod_all["valid"]["mean"]
+    promote, reasons = gate(candidate, prod_metrics, baseline, params)
+    return Decision(
+        promote=promote, reasons=reasons, stage=params.registration.stage, metric=params.registration.metric,
+        candidate=candidate, prod_version=holder[0] if holder else None, prod_metrics=prod_metrics,
+        extra={"train_mean_valid_mae": baseline},
+    )  # fmt: skip
+
+
+def record(eval_dir: Path, decision: Decision) -> Path:
+    """EVAL_DIR/registration/: decision.json, and the model card completed with the decision.
+
+    A folder of its own, so that the register stage never rewrites the evaluate stage's outputs.
+    """
+    from misr.evaluate import _write_json, _write_text, card_markdown
+
+    folder = eval_dir / "registration"
+    folder.mkdir(exist_ok=True)
+    payload = asdict(decision)
+    for key in ("commit", "version"):  # known only once the decision itself is committed and tagged
+        payload.pop(key)
+    _write_json(folder / "decision.json", payload)
+    card_path = eval_dir / "model_card.json"
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        card["registration"] = payload
+        _write_json(folder / "model_card.json", card)
+        _write_text(folder / "model_card.md", card_markdown(card))
+    return folder
+
+
+def register(params: Params, repo: str | Path, eval_dir: str | Path, commit: bool = False, decide_only: bool = False) -> Decision:
+    repo, eval_dir = Path(repo).resolve(), Path(eval_dir).resolve()
+    if not decide_only:
+        if not (repo / ".git").exists():
+            raise MisrError(f"{repo} is not a git repository; registration records versions as git tags")
+        dirty = uncommitted(repo)
+        if dirty and not commit:
+            shown = "\n    ".join(dirty[:15]) + ("\n    ..." if len(dirty) > 15 else "")
+            raise MisrError(
+                f"uncommitted changes; registration needs a commit that holds the model's dvc.lock:\n    {shown}",
+                hint="commit them, or pass --commit to commit everything now",
+            )
+        if dirty:
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", f"misr: candidate for {params.registration.artifact}")
+    decision = decide(params, repo, eval_dir)
+    record(eval_dir, decision)
+    if decide_only:
+        return decision
+    if uncommitted(repo):  # the decision record changed: it belongs to the registered commit
+        git(repo, "add", "-A", str(eval_dir))
+        git(repo, "commit", "-q", "-m", f"misr: registration decision for {params.registration.artifact}: {'promote' if decision.promote else 'keep'}")
+    decision.commit = git(repo, "rev-parse", "HEAD")
+    if decision.promote:
+        import gto.api
+
+        art = params.registration.artifact
+        tag = gto.api.register(str(repo), art, "HEAD", message=f"misr: {decision.reasons[0]}")
+        decision.version = tag.version if hasattr(tag, "version") else str(tag)
+        gto.api.assign(str(repo), art, params.registration.stage, version=decision.version, message="misr: promotion gate passed")
+    return decision
