@@ -180,6 +180,91 @@ def inspect_command(
                 out.print(f"  {m} {tuple(seq.values.shape)} lengths {int(seq.lengths.min())}..{int(seq.lengths.max())}")
 
 
+@app.command("demo-corpus")
+def demo_corpus_command(
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="the corpus folder [default: raw_dir of the 'demo' data set]"),
+    n: Optional[int] = typer.Option(None, "--n", help="number of clips [default: data.demo_corpus.n_clips]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed [default: data.demo_corpus.seed]"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Generate the demo corpus: real mp4 clips (an animated face, speech-like audio) with transcripts and labels.
+
+    The MMSA-FET layout: OUT/Raw/<video_id>/<clip_id>.mp4 and OUT/label.csv. Deterministic for a seed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from misr.democorpus import generate
+
+    cfg = _load(params, set_)
+    target = out_dir or _raw_dir(cfg)
+    with Progress(TextColumn("demo corpus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  transient=True, disable=not err.is_terminal) as bar:  # fmt: skip
+        task = bar.add_task("clips", total=n or cfg.data.demo_corpus.n_clips)
+        summary = generate(cfg.data.demo_corpus, target, n_clips=n, seed=seed, progress=lambda done, total: bar.update(task, completed=done))
+    out.print(f"{summary['clips']} clips in {summary['videos']} videos under {target}: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+
+
+def _raw_dir(cfg: Params) -> Path:
+    if cfg.data.active.source == "raw" and cfg.data.active.raw_dir:
+        return cfg.data.active.raw_dir
+    demo = cfg.data.datasets.get("demo")
+    if demo is not None and demo.raw_dir:
+        return demo.raw_dir
+    raise MisrError("no raw corpus folder in params.yaml", hint="pass --out PATH")
+
+
+@app.command("extract")
+def extract_command(
+    raw_dir: Optional[Path] = typer.Argument(None, help="the raw corpus (Raw/ and label.csv) [default: the active data set's raw_dir]"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="the feature store [default: the active data set's features_dir]"),
+    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="exit 1 when any clip is quarantined [default: features.strict]"),
+    runner: Optional[str] = typer.Option(None, help="threads or dask [default: features.runner]"),
+    dask_address: Optional[str] = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://host:8786"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Extract text tokens, audio frame features and facial landmarks / action units into the feature store.
+
+    One Prefect task per shard of clips; clips whose file and extractor settings are unchanged are
+    skipped. Clips that cannot be processed go to the quarantine (errors.parquet) with the reason.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.extract import extract_flow
+
+    overrides = list(set_ or [])
+    if runner:
+        overrides.append(f"features.runner={runner}")
+    if dask_address:
+        overrides += ["features.runner=dask", f"features.dask_address={dask_address}"]
+    from misr.corpus import check_root
+
+    cfg = _load(params, overrides)
+    raw = raw_dir or _raw_dir(cfg)
+    store = out_dir or cfg.data.active.features_dir
+    check_root(raw)  # fail fast with one line, before the flow starts
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                  disable=not err.is_terminal) as bar:  # fmt: skip
+        state: dict[str, Any] = {}
+
+        def progress(event: str, info: dict[str, Any]) -> None:
+            if event == "plan":
+                state["task"] = bar.add_task(f"extracting {info['todo']} of {info['clips']} clips", total=max(1, info["todo"]))
+            elif event == "shard":
+                bar.advance(state["task"], info["clips"])
+
+        summary = extract_flow(cfg, raw, store, progress)
+    out.print(
+        f"{summary['extracted']} clip(s) extracted in {summary['shards']} shard(s); {summary['complete']} of {summary['clips']} "
+        f"complete in {store}; {summary['quarantined']} quarantined"
+    )
+    for kind, count in sorted(summary["by_error"].items()):
+        out.print(f"  quarantine {kind}: {count}", highlight=False)
+    if summary["quarantined"] and (strict if strict is not None else cfg.features.strict):
+        raise typer.Exit(1)
+
+
 @app.command("train")
 def train_command(
     store: Optional[Path] = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),
@@ -232,7 +317,7 @@ def evaluate_command(
     cfg = _load(params, set_)
     result = evaluate(cfg, store or cfg.data.active.features_dir, model_dir, out_dir)
     keys = ("Non0_acc_2", "Mult_acc_7", "MAE", "Corr") if cfg.data.active.convention != "sims" else ("Mult_acc_2", "Mult_acc_5", "MAE", "Corr")
-    table = Table(title=f"{cfg.model.name}: mean +- std over {len(next(iter(result['metrics'].values()))['per_seed'])} seed(s)")
+    table = Table(title=f"{cfg.model.name}: mean +- std over {len(next(iter(result['per_seed'].values())))} seed(s)")
     table.add_column("split")
     for k in keys:
         table.add_column(k, justify="right")

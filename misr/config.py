@@ -98,10 +98,41 @@ class SynthConfig(Section):
         return self
 
 
+class DemoCorpusConfig(Section):
+    """`misr demo-corpus`: real video files (animated face, speech-like audio, transcript) in the MMSA-FET layout."""
+
+    seed: int = Field(1111, ge=0)
+    n_clips: int = Field(240, ge=13, le=100000, description="clips in all; split 70/15/15 by video into train/valid/test")
+    duration: tuple[float, float] = Field((2.0, 3.0), description="min and max seconds per clip")
+    fps: int = Field(25, ge=5, le=60)
+    size: int = Field(224, ge=96, le=1024, description="width and height of the video in pixels")
+    sample_rate: int = Field(16000, ge=8000, le=48000)
+    text_words: tuple[int, int] = Field((6, 16), description="min and max words per transcript")
+    modality_noise: dict[Literal["text", "audio", "visual"], float] = Field(
+        default_factory=lambda: {"text": 0.6, "audio": 0.6, "visual": 0.6}
+    )
+    neutral_ratio: float = Field(0.05, ge=0.0, le=1.0)
+    label_step: float = Field(0.2, ge=0.0, le=1.0)
+    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(
+        default_factory=lambda: {s: SplitShape() for s in SPLITS}
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "DemoCorpusConfig":
+        if not 0.5 <= self.duration[0] <= self.duration[1] <= 60:
+            raise ValueError(f"duration must be [min, max] seconds with 0.5 <= min <= max <= 60 (got {list(self.duration)})")
+        if not 1 <= self.text_words[0] <= self.text_words[1]:
+            raise ValueError("text_words must be [min, max] with 1 <= min <= max")
+        if self.label_step > 0 and abs(3.0 / self.label_step - round(3.0 / self.label_step)) > 1e-6:
+            raise ValueError(f"label_step must divide 3 evenly, or be 0 (got {self.label_step})")
+        return self
+
+
 class DataConfig(Section):
     dataset: str = Field("demo", description="the entry of `datasets` the pipeline runs on")
     datasets: dict[str, DatasetConfig]
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    demo_corpus: DemoCorpusConfig = Field(default_factory=DemoCorpusConfig)
 
     @model_validator(mode="after")
     def _known_dataset(self) -> "DataConfig":
@@ -174,7 +205,7 @@ class KLConfig(Section):
 
 class InvarianceConfig(Section):
     kind: Literal["irm", "vrex"] = "vrex"
-    weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
+    weight: float = Field(10.0, ge=0, description="lambda_inv once warmed up")
     warmup_epochs: int = Field(2, ge=0, description="epochs of warm-up before the penalty has its full weight")
     schedule: Literal["linear", "step"] = Field("linear", description="linear ramp from 0, or 0 then a step to `weight`")
 
@@ -210,7 +241,7 @@ class TrainConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [1111, 1112, 1113], min_length=1)
     epochs: int = Field(30, ge=1, le=10000)
     batch_size: int = Field(32, ge=1, le=65536)
-    lr: float = Field(1e-3, gt=0, le=1)
+    lr: float = Field(3e-3, gt=0, le=1)
     text_lr: float = Field(5e-6, ge=0, le=1)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

@@ -1,7 +1,8 @@
 """Evaluation: the standard metrics per seed and over seeds, plots, robustness, and the model card.
 
 EVAL_DIR/
-    metrics.json        valid and test: mean and std over seeds of every metric, and each seed's (dvc metrics)
+    metrics.json        valid and test: mean and std over seeds of every metric (dvc metrics)
+    metrics_per_seed.json   each seed's metrics on valid and test
     robustness.json     test metrics where the modalities agree vs conflict, and with each modality zeroed
     plots/predictions.csv, confusion.csv, error_by_bin.csv     data for `dvc plots show`
     plots/*.png         the same plots and the training curves, for people who do not use DVC
@@ -69,10 +70,11 @@ def evaluate(params: Params, store_dir: str | Path, model_dir: str | Path, out_d
         metrics[split] = {
             "mean": {k: float(np.mean([m[k] for m in per_seed[split].values()])) for k in keys},
             "std": {k: float(np.std([m[k] for m in per_seed[split].values()])) for k in keys},
-            "per_seed": per_seed[split],
         }
     metrics["train_mean_baseline"] = {"valid_MAE": summary["train_mean_valid_mae"]}
+    # per seed in a file of its own, so that `dvc metrics show` of metrics.json stays one readable row
     _write_json(out / "metrics.json", metrics)
+    _write_json(out / "metrics_per_seed.json", per_seed)
 
     robustness = None
     if params.evaluate.robustness and "test" in splits:
@@ -86,7 +88,7 @@ def evaluate(params: Params, store_dir: str | Path, model_dir: str | Path, out_d
     card = model_card(params, store_dir, model_dir, out, summary, metrics, robustness, splits)
     _write_json(out / "model_card.json", card)
     _write_text(out / "model_card.md", card_markdown(card))
-    return {"metrics": metrics, "robustness": robustness, "card": card}
+    return {"metrics": metrics, "per_seed": per_seed, "robustness": robustness, "card": card}
 
 
 def _metrics(p: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:

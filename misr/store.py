@@ -165,19 +165,20 @@ class FeatureStore:
 
     # ------------------------------------------------------------------------------- writing
 
-    def write_clips(self, records: Iterable[Mapping[str, Any]]) -> Path:
-        """Insert or replace clip rows (by clip_key) in clips.parquet."""
+    def write_clips(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
+        """Insert or replace clip rows (by clip_key) in clips.parquet; `replace` drops every other row."""
         new = _table_from_records(records, CLIPS_SCHEMA, required=("clip_key", "split", "label"))
         for split in set(new.column("split").to_pylist()):
             if split not in ("train", "valid", "test"):
                 raise StoreError(f"clip split must be train, valid or test (got {split!r})")
-        table = _upsert(self._read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
+        table = new if replace else _upsert(self._read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
         return self._write_fixed(table, self.clips_path)
 
-    def write_errors(self, records: Iterable[Mapping[str, Any]]) -> Path:
-        """Add quarantine rows; a clip's later error at the same stage replaces its earlier one."""
+    def write_errors(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
+        """Add quarantine rows (a clip's later error at the same stage replaces its earlier one);
+        `replace` makes these rows the whole quarantine."""
         new = _table_from_records(records, ERRORS_SCHEMA, required=("clip_key", "stage", "error"))
-        table = _upsert(self._read_optional(self.errors_path, ERRORS_SCHEMA), new, ("clip_key", "stage"))
+        table = new if replace else _upsert(self._read_optional(self.errors_path, ERRORS_SCHEMA), new, ("clip_key", "stage"))
         return self._write_fixed(table, self.errors_path)
 
     def clear_errors(self, clip_keys: Iterable[str], stage: str | None = None) -> None:

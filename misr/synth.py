@@ -126,7 +126,12 @@ def _prepare_folder(store: FeatureStore, force: bool) -> None:
 # ------------------------------------------------------------------------------------ labels
 
 
-def draw_split(cfg: SynthConfig, split: str, n: int, rng: np.random.Generator) -> SplitSample:
+def draw_split(cfg: Any, split: str, n: int, rng: np.random.Generator) -> SplitSample:
+    """Labels and each modality's expressed sentiment for one split.
+
+    `cfg` is any config with `splits`, `neutral_ratio`, `label_step` and `modality_noise` (the synth
+    and demo-corpus sections both have them), so both data sets follow one generating process.
+    """
     shape = cfg.splits[split]
     neutral = rng.random(n) < cfg.neutral_ratio
     sign = np.where(rng.random(n) < shape.positive_ratio, 1.0, -1.0)

@@ -44,15 +44,16 @@ def evaluated(tmp_path_factory):
 def test_metrics_per_seed_and_over_seeds(evaluated):
     root, result = evaluated
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    seeds = json.loads((root / "eval" / "metrics_per_seed.json").read_text())
     for split in ("valid", "test"):
-        per_seed = metrics[split]["per_seed"]
+        per_seed = seeds[split]
         assert set(per_seed) == {"3", "4"}
         maes = [per_seed[s]["MAE"] for s in per_seed]
         assert metrics[split]["mean"]["MAE"] == pytest.approx(np.mean(maes))
         assert metrics[split]["std"]["MAE"] == pytest.approx(np.std(maes))
     # the best checkpoint's validation MAE is the one training reported
     summary = json.loads((root / "model" / "summary.json").read_text())
-    assert metrics["valid"]["per_seed"]["3"]["MAE"] == pytest.approx(summary["seeds"]["3"]["best_valid_mae"], abs=1e-6)
+    assert seeds["valid"]["3"]["MAE"] == pytest.approx(summary["seeds"]["3"]["best_valid_mae"], abs=1e-6)
 
 
 def test_plot_data_agrees_with_metrics(evaluated):

@@ -84,11 +84,9 @@ def state_of(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_resume_after_kill_equals_an_uninterrupted_run(store, tmp_path):
-    overrides = ["train.epochs=4", "train.patience=10"]
-    params = tiny_params(*overrides)
-    full = train(params, store, tmp_path / "full")
-
+def run_training(store, out, overrides, kill_at=None):
+    """Train in a fresh process with a fixed thread count (float sums depend on it), optionally
+    SIGKILLing itself right after the checkpoint of epoch `kill_at`."""
     script = textwrap.dedent(
         f"""
         import os, signal
@@ -96,22 +94,36 @@ def test_resume_after_kill_equals_an_uninterrupted_run(store, tmp_path):
         from misr.train import train
         params = load_params({str(REPO / "params.yaml")!r}, {TINY + overrides!r})
         def kill(seed, epoch):
-            if epoch == 1:
+            if epoch == {kill_at!r}:
                 os.kill(os.getpid(), signal.SIGKILL)
-        train(params, {str(store)!r}, {str(tmp_path / "killed")!r}, on_epoch_end=kill)
+        train(params, {str(store)!r}, {str(out)!r}, on_epoch_end=kill)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run(store, tmp_path):
+    overrides = ["train.epochs=4", "train.patience=10"]
+    assert run_training(store, tmp_path / "full", overrides).returncode == 0
+    proc = run_training(store, tmp_path / "killed", overrides, kill_at=1)
     assert proc.returncode == -9, proc.stderr
     last = state_of(tmp_path / "killed" / "seed-7" / "last.pt")
     assert last["epoch"] == 1 and not last["finished"]
+    resumed = run_training(store, tmp_path / "killed", overrides)
+    assert resumed.returncode == 0, resumed.stderr
 
-    resumed = train(params, store, tmp_path / "killed")
-    a, b = full["seeds"]["7"], resumed["seeds"]["7"]
+    a = json.loads((tmp_path / "full" / "summary.json").read_text())["seeds"]["7"]
+    b = json.loads((tmp_path / "killed" / "summary.json").read_text())["seeds"]["7"]
     assert (a["best_epoch"], a["epochs_run"]) == (b["best_epoch"], b["epochs_run"])
     assert a["best_valid_mae"] == b["best_valid_mae"]
     w_full, w_res = state_of(tmp_path / "full" / "seed-7" / "best.pt")["model"], state_of(tmp_path / "killed" / "seed-7" / "best.pt")["model"]
     assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+    # the resumed run really resumed: DVCLive has each epoch once, not the first two twice
+    import csv
+
+    with (tmp_path / "killed" / "dvclive" / "seed-7" / "plots" / "metrics" / "train" / "risk.tsv").open() as fh:
+        assert [row["step"] for row in csv.DictReader(fh, delimiter="\t")] == ["0", "1", "2", "3"]
 
 
 def test_changed_settings_do_not_resume_a_foreign_checkpoint(store, tmp_path):

@@ -1,0 +1,112 @@
+"""Audio: the clip's sound track demuxed in-process (PyAV), resampled, and librosa frame features.
+
+One feature frame every 1/frame_rate s (centred windows). The set is `features.audio.features`:
+  mfcc      n_mfcc cepstral coefficients
+  f0        fundamental frequency in Hz (YIN), 0 where the frame is not voiced
+  voicing   periodicity: normalised autocorrelation at the f0 period, in [0, 1]
+  rms       energy in dB
+  centroid, bandwidth, rolloff (Hz), flatness, zcr: spectral shape
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from misr.corpus import Clip
+from misr.features.base import Extractor
+from misr.media import read_audio
+
+F0_RANGE = (60.0, 500.0)
+VOICED = 0.45  # periodicity above which a frame counts as voiced
+VOICED_FLOOR_DB = 35.0  # ... if its energy is within this many dB of the clip's loudest frame (hum is not speech)
+
+
+class LibrosaExtractor(Extractor):
+    name = "librosa"
+    modality = "audio"
+    version = "1"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.cfg = params.features.audio
+        self.hop = int(round(self.cfg.sample_rate / self.cfg.frame_rate))
+        # long enough for two periods of the lowest f0, and a power of two for the FFT
+        need = max(2 * self.hop, int(2 * self.cfg.sample_rate / F0_RANGE[0]) + 1)
+        self.n_fft = 1 << (need - 1).bit_length()
+
+    def config(self) -> dict[str, Any]:
+        return {**self.cfg.model_dump(mode="json"), "n_fft": self.n_fft, "f0_range": list(F0_RANGE)}
+
+    def feature_names(self) -> list[str]:
+        names = []
+        for f in self.cfg.features:
+            names += {
+                "mfcc": [f"mfcc_{i + 1}" for i in range(self.cfg.n_mfcc)], "f0": ["f0_hz"], "voicing": ["voicing"],
+                "rms": ["rms_db"], "centroid": ["centroid_hz"], "bandwidth": ["bandwidth_hz"], "rolloff": ["rolloff_hz"],
+                "flatness": ["flatness"], "zcr": ["zcr"],
+            }[f]  # fmt: skip
+        return names
+
+    def extract(self, clip: Clip) -> dict[str, Any]:
+        y = read_audio(clip.path, self.cfg.sample_rate)
+        frames = self.features(y)
+        return {"clip_key": clip.key, "frames": frames, "frame_rate": self.cfg.frame_rate}
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        """[T, D] float32 for a mono signal at the configured sample rate."""
+        import librosa
+
+        sr, hop, n_fft = self.cfg.sample_rate, self.hop, self.n_fft
+        if y.size < n_fft:
+            y = np.pad(y, (0, n_fft - y.size))
+        spec = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
+        cols: list[np.ndarray] = []
+        f0 = voicing = None
+        if "f0" in self.cfg.features or "voicing" in self.cfg.features:
+            f0 = librosa.yin(y, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=sr, frame_length=n_fft, hop_length=hop)
+            voicing = periodicity(y, f0, sr, n_fft, hop)
+            energy_db = 10.0 * np.log10(spec.sum(axis=0)[: f0.size] + 1e-12)
+            voiced = (voicing >= VOICED) & (energy_db >= energy_db.max() - VOICED_FLOOR_DB)
+        for f in self.cfg.features:
+            if f == "mfcc":
+                mel = librosa.feature.melspectrogram(S=spec, sr=sr)
+                cols.append(librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=self.cfg.n_mfcc))
+            elif f == "f0":
+                cols.append(np.where(voiced, f0, 0.0)[None])
+            elif f == "voicing":
+                cols.append(voicing[None])
+            elif f == "rms":
+                rms = librosa.feature.rms(S=np.sqrt(spec), frame_length=n_fft, hop_length=hop)
+                cols.append(20.0 * np.log10(rms + 1e-5))
+            elif f == "centroid":
+                cols.append(librosa.feature.spectral_centroid(S=np.sqrt(spec), sr=sr))
+            elif f == "bandwidth":
+                cols.append(librosa.feature.spectral_bandwidth(S=np.sqrt(spec), sr=sr))
+            elif f == "rolloff":
+                cols.append(librosa.feature.spectral_rolloff(S=np.sqrt(spec), sr=sr))
+            elif f == "flatness":
+                cols.append(librosa.feature.spectral_flatness(S=np.sqrt(spec)))
+            elif f == "zcr":
+                cols.append(librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop))
+        t = min(c.shape[1] for c in cols)
+        return np.nan_to_num(np.concatenate([c[:, :t] for c in cols], axis=0).T.astype(np.float32))
+
+
+def periodicity(y: np.ndarray, f0: np.ndarray, sr: int, n_fft: int, hop: int) -> np.ndarray:
+    """Normalised autocorrelation of each (centred) frame at the lag of its f0 estimate."""
+    import librosa
+
+    padded = np.pad(y, n_fft // 2)
+    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop)[:, : f0.size]
+    out = np.zeros(f0.size, dtype=np.float64)
+    for t in range(frames.shape[1]):
+        lag = int(round(sr / f0[t])) if f0[t] > 0 else 0
+        if lag <= 0 or lag >= n_fft // 2:
+            continue
+        x = frames[:, t]
+        a, b = x[:-lag], x[lag:]
+        denom = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        out[t] = max(0.0, float(np.dot(a, b) / denom)) if denom > 1e-12 else 0.0
+    return out
