@@ -317,3 +317,19 @@ def test_corpus_reader_unit_cases(tmp_path):
     clips, problems = read_corpus(raw, "sims")
     assert [c.clip_id for c in clips] == ["a"]  # 0.5 is inside SIMS's [-1, 1]
     assert [p["message"] for p in problems] == ["label.csv line 3: label -3 is outside [-1, 1]"]
+
+
+def test_registry_names_every_backend_and_pyfeat_absence_is_a_clear_error():
+    from misr.errors import MisrError
+    from misr.features import REGISTRY, extractor_class, extractors_for
+
+    assert set(REGISTRY) == {"bert_tokenizer", "librosa", "landmarks", "pyfeat"}
+    assert {m: type(e).__name__ for m, e in extractors_for(params()).items()} == {
+        "text": "BertTokenizerExtractor", "audio": "LibrosaExtractor", "visual": "LandmarkExtractor"}  # fmt: skip
+    with pytest.raises(MisrError, match="unknown feature extractor 'openface'"):
+        extractor_class("openface")
+    try:
+        import feat  # noqa: F401
+    except ImportError:
+        with pytest.raises(MisrError, match="py-feat is not installed"):
+            extractors_for(params("features.visual.backend=pyfeat"))
