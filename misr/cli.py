@@ -354,6 +354,59 @@ def register_command(
         out.print("no tag created")
 
 
+@app.command("retrain")
+def retrain_command(
+    repo: Path = typer.Option(Path("."), "--repo", help="the pipeline's git repository"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Retrain once if the watched corpus changed: dvc repro, gate, commit, register, push, audit line."""
+    from pipelines.retrain import retrain_flow
+
+    _load(repo / params if not params.is_absolute() else params, set_)  # validate before the flow starts
+    entry = retrain_flow(str(repo), str(params), list(set_ or []))
+    out.print(f"{entry['outcome']}: " + ", ".join(f"{k} {v}" for k, v in entry.items() if k in ("data_version", "decision", "version", "push", "reason") and v))
+
+
+@app.command("schedule")
+def schedule_command(
+    repo: Path = typer.Option(Path("."), "--repo", help="the pipeline's git repository"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Serve the retraining flow as a Prefect deployment on `retrain.cron` (runs until stopped).
+
+    Start a local server first for schedules and the UI (`prefect server start`, then
+    `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`).
+    """
+    from pipelines.retrain import serve
+
+    cfg = _load(repo / params if not params.is_absolute() else params, set_)
+    out.print(f"serving misr-retrain on cron '{cfg.retrain.cron}' for {repo.resolve()} (Ctrl-C stops)")
+    serve(repo, cfg)
+
+
+@app.command("history")
+def history_command(
+    repo: Path = typer.Option(Path("."), "--repo", help="the pipeline's git repository"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """The audit trail of retraining runs: when, data version, code commit, decision, registered version."""
+    from misr.retrain import history
+
+    cfg = _load(repo / params if not params.is_absolute() else params, set_)
+    rows = history(repo / cfg.retrain.audit_log)
+    table = Table(title=f"retraining history ({repo / cfg.retrain.audit_log})")
+    for col in ("when", "outcome", "data version", "code commit", "decision", "version", "note"):
+        table.add_column(col)
+    for r in rows:
+        note = r.get("reason") or (r.get("error") or "")[:60] or (", ".join(f"{k} {v}" for k, v in (r.get("changes") or {}).items() if v))
+        table.add_row(r["when"], r["outcome"], str(r.get("data_version") or "")[:10], str(r.get("code_commit") or "")[:10],
+                      r.get("decision") or "", r.get("version") or "", note)  # fmt: skip
+    out.print(table if rows else "no retraining has run yet")
+
+
 class _training_progress:
     """A rich progress bar over the batches of each seed (quiet when stderr is not a terminal)."""
 

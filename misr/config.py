@@ -137,7 +137,7 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _known_dataset(self) -> "DataConfig":
         if self.dataset not in self.datasets:
-            raise ValueError(
+            raise ValueError(  # noqa: E501
                 f"dataset {self.dataset!r} is not one of the configured datasets: {', '.join(self.datasets)}"
             )
         return self
@@ -270,6 +270,26 @@ class RegisterConfig(Section):
     guard_metrics: list[str] = Field(default_factory=lambda: ["Non0_acc_2", "Corr"])
 
 
+# -------------------------------------------------------------------------------------- retrain
+
+
+class RetrainConfig(Section):
+    """The scheduled retraining (`misr retrain`, `misr schedule`)."""
+
+    dataset: str = Field("demo", description="the data set whose raw corpus is watched and whose model is registered")
+    cron: str = Field("0 3 * * *", description="when `misr schedule` runs the retraining (cron, server time)")
+    push: bool = Field(True, description="`dvc push` after a successful retraining (to the default DVC remote)")
+    audit_log: Path = Field(Path(".misr/audit.jsonl"), description="every retraining run, changed or not (kept out of git)")
+    lock_file: Path = Field(Path(".misr/retrain.lock"), description="one retraining at a time: never two DVC processes")
+
+    @model_validator(mode="after")
+    def _cron(self) -> "RetrainConfig":
+        fields = self.cron.split()
+        if len(fields) != 5:
+            raise ValueError(f"cron must have 5 fields (minute hour day month weekday), got {self.cron!r}")
+        return self
+
+
 # ---------------------------------------------------------------------------------------- whole
 
 
@@ -281,6 +301,13 @@ class Params(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     # `register` would shadow BaseModel.register (from ABC), hence the alias.
     registration: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @model_validator(mode="after")
+    def _retrain_dataset(self) -> "Params":
+        if self.retrain.dataset not in self.data.datasets:
+            raise ValueError(f"retrain.dataset {self.retrain.dataset!r} is not one of data.datasets: {', '.join(self.data.datasets)}")
+        return self
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -1,0 +1,121 @@
+"""Scheduled retraining: a Prefect flow over `misr.retrain`'s steps; `misr schedule` serves it on a cron.
+
+changed data? -> dvc repro (train, evaluate, gate) -> commit dvc.lock and reports -> GTO register +
+assign when the gate passes -> dvc push -> audit line and a Markdown artifact with the before/after
+metrics. Any failure puts the repository back as it was and fails the flow run with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from misr.config import Params, load_params
+from misr.retrain import (Busy, Snapshot, append_history, changes, code_commit, data_state, decision_of, exclusive,
+                          metrics_of, now_utc, run)  # fmt: skip
+
+
+@task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def reproduce(repo: Path) -> None:
+    run(repo, "dvc", "repro")
+
+
+@task(name="commit", cache_policy=NO_CACHE)
+def commit(repo: Path, message: str) -> str:
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", message)
+    return code_commit(repo)
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register(params: Params, repo: Path) -> str | None:
+    from misr.registry import register as apply_gate
+
+    decision = apply_gate(params, repo, repo / "data" / "eval" / params.retrain.dataset)
+    return decision.version
+
+
+@task(name="dvc-push", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def push(repo: Path) -> str:
+    remotes = run(repo, "dvc", "remote", "list").stdout.strip()
+    if not remotes:
+        return "no DVC remote configured: nothing pushed"
+    run(repo, "dvc", "push")
+    return "pushed"
+
+
+@flow(name="misr-retrain", log_prints=True)
+def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+    root = Path(repo).resolve()
+    params = load_params(root / params_file, overrides or [])
+    cfg = params.retrain
+    entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": code_commit(root)}
+    audit = root / cfg.audit_log
+    state_file = audit.with_name("last_data.json")
+    try:
+        with exclusive(root / cfg.lock_file):
+            state = data_state(params, root)
+            last = json.loads(state_file.read_text()) if state_file.exists() else None
+            diff = changes(last, state)
+            entry.update(data_version=state["version"], changes=diff)
+            if last is not None and not any(diff.values()):
+                entry["outcome"] = "unchanged"
+                append_history(audit, entry)
+                _artifact(entry, None, None)
+                print(f"data {str(state['version'])[:10]} unchanged since the last retraining: nothing to do")
+                return entry
+            snapshot = Snapshot(root)
+            before = metrics_of(root, params)
+            try:
+                reproduce(root)
+                decision = decision_of(root, params)
+                verdict = "promote" if decision["promote"] else "keep"
+                entry["commit"] = commit(root, f"retrain {cfg.dataset}: data {str(state['version'])[:10]} {diff}; gate: {verdict}")
+                entry["version"] = register(params, root) if decision["promote"] else None
+                entry["push"] = push(root) if cfg.push else "off (retrain.push)"
+            except BaseException as exc:
+                entry.update(outcome="failed", error=str(exc)[-2000:], restored=snapshot.restore())
+                append_history(audit, entry)
+                raise
+            used = data_state(params, root)  # after the run: the demo corpus is itself a pipeline output
+            entry["data_version"] = used["version"]
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            state_file.write_text(json.dumps(used))
+            after = metrics_of(root, params)
+            entry.update(outcome="retrained", decision=verdict, reasons=decision["reasons"])
+            append_history(audit, entry)
+            _artifact(entry, before, after)
+            return entry
+    except Busy as exc:
+        entry.update(outcome="skipped", reason=str(exc))
+        append_history(audit, entry)
+        print(f"skipped: {exc}")
+        return entry
+
+
+def _artifact(entry: dict[str, Any], before: dict | None, after: dict | None) -> None:
+    lines = [f"# Retraining of `{entry['dataset']}`: {entry['outcome']}", "", f"Data version `{entry.get('data_version')}`, changes {entry.get('changes')}.", ""]
+    if after is not None:
+        keys = ["MAE", "Non0_acc_2", "Corr"]
+        lines += ["| metric (valid mean) | before | after |", "|---|---|---|"]
+        for k in keys:
+            b = f"{before['valid']['mean'][k]:.4f}" if before and "valid" in before else "-"
+            lines.append(f"| {k} | {b} | {after['valid']['mean'][k]:.4f} |")
+        lines += ["", f"Gate: **{entry.get('decision')}**; " + "; ".join(entry.get("reasons", [])), ""]
+        lines += [f"Registered version: {entry.get('version') or 'none'}; commit `{entry.get('commit')}`; {entry.get('push')}."]
+    create_markdown_artifact(key="misr-retrain", markdown="\n".join(lines), description=f"retraining of {entry['dataset']}")
+
+
+def serve(repo: Path, params: Params) -> None:
+    """Serve the flow as a deployment on `retrain.cron` (blocks; Ctrl-C stops it)."""
+    retrain_flow.serve(name="misr-retrain", cron=params.retrain.cron, parameters={"repo": str(repo.resolve())})
+
+
+def deployment(repo: Path, params: Params):
+    """The same deployment, as an object (e.g. to `apply()` it to a work pool in production)."""
+    return retrain_flow.to_deployment(name="misr-retrain", cron=params.retrain.cron, parameters={"repo": str(repo.resolve())})
