@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
+
+# Offline and private by default, also when a DVC stage runs us from a shell without scripts/env.sh
+# (set before Prefect, DVC or transformers are imported; an explicit setting in the environment wins).
+for _name, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "DVC_NO_ANALYTICS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
 
 import typer
 from rich.console import Console

@@ -91,6 +91,21 @@ def uncommitted(repo: Path) -> list[str]:
     return [line for line in git(repo, "status", "--porcelain").splitlines() if line.strip()]
 
 
+def _after_last_tag_second(repo: Path, artifact: str) -> None:
+    """Wait (at most a second) until the clock has left the second of this artifact's newest tag.
+
+    GTO orders versions and stage assignments by their tag's time, which has one-second resolution:
+    two promotions within one second could be read back in the wrong order.
+    """
+    import time
+
+    stamps = git(repo, "for-each-ref", "--sort=-taggerdate", "--format=%(taggerdate:unix)", "refs/tags/", check=False).split()
+    names = git(repo, "for-each-ref", "--sort=-taggerdate", "--format=%(refname:short)", "refs/tags/", check=False).split()
+    newest = next((int(t) for t, n in zip(stamps, names) if n.startswith(artifact) and t.isdigit()), None)
+    while newest is not None and time.time() < newest + 1:
+        time.sleep(0.05)
+
+
 def stage_holder(repo: Path, params: Params) -> tuple[str, str] | None:
     """(version, commit) of the model now in the stage, or None when the stage is empty."""
     import gto.api
@@ -191,6 +206,7 @@ def register(params: Params, repo: str | Path, eval_dir: str | Path, commit: boo
         import gto.api
 
         art = params.registration.artifact
+        _after_last_tag_second(repo, art)
         tag = gto.api.register(str(repo), art, "HEAD", message=f"misr: {decision.reasons[0]}")
         decision.version = tag.version if hasattr(tag, "version") else str(tag)
         gto.api.assign(str(repo), art, params.registration.stage, version=decision.version, message="misr: promotion gate passed")

@@ -123,6 +123,26 @@ class Snapshot:
         return done
 
 
+def stream(repo: Path, *cmd: str) -> None:
+    """Run a long command, printing its output as it comes (progress for the user and the flow's log)."""
+    from collections import deque
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        proc = subprocess.Popen(list(cmd), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    except OSError as exc:
+        raise MisrError(f"{' '.join(cmd)} could not run: {exc}") from None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            print(line, flush=True)
+            tail.append(line)
+    if proc.wait() != 0:
+        raise MisrError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
 def run(repo: Path, *cmd: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     """A pipeline command in the repository; a failure becomes a MisrError with the command's last words."""
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}

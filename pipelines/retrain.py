@@ -17,12 +17,12 @@ from prefect.cache_policies import NO_CACHE
 
 from misr.config import Params, load_params
 from misr.retrain import (Busy, Snapshot, append_history, changes, code_commit, data_state, decision_of, exclusive,
-                          metrics_of, now_utc, run)  # fmt: skip
+                          metrics_of, now_utc, run, stream)  # fmt: skip
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def reproduce(repo: Path) -> None:
-    run(repo, "dvc", "repro")
+    stream(repo, "dvc", "repro")
 
 
 @task(name="commit", cache_policy=NO_CACHE)
@@ -73,17 +73,18 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
             before = metrics_of(root, params)
             try:
                 reproduce(root)
+                used = data_state(params, root)  # after the run: the demo corpus is itself a pipeline output
+                entry.update(data_version=used["version"], changes=changes(last, used))
                 decision = decision_of(root, params)
                 verdict = "promote" if decision["promote"] else "keep"
-                entry["commit"] = commit(root, f"retrain {cfg.dataset}: data {str(state['version'])[:10]} {diff}; gate: {verdict}")
+                summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in entry["changes"].items() if v) or "no data change"
+                entry["commit"] = commit(root, f"retrain {cfg.dataset}: data {str(used['version'])[:10]} ({summary}); gate: {verdict}")
                 entry["version"] = register(params, root) if decision["promote"] else None
                 entry["push"] = push(root) if cfg.push else "off (retrain.push)"
             except BaseException as exc:
                 entry.update(outcome="failed", error=str(exc)[-2000:], restored=snapshot.restore())
                 append_history(audit, entry)
                 raise
-            used = data_state(params, root)  # after the run: the demo corpus is itself a pipeline output
-            entry["data_version"] = used["version"]
             state_file.parent.mkdir(parents=True, exist_ok=True)
             state_file.write_text(json.dumps(used))
             after = metrics_of(root, params)
