@@ -14,6 +14,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A model and a synthetic set small enough to train in seconds (tests that train import this).
+TINY_TRAINING = [
+    "data.synth.audio_frames=[4, 10]",
+    "data.synth.visual_frames=[4, 10]",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "model.n_layers=1",
+    "model.latent_dim=8",
+    "train.batch_size=16",
+    "train.lr=0.003",
+]
+
 
 @pytest.fixture
 def params_file(tmp_path: Path) -> Path:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_TRAINING
 from misr.config import load_params
 from misr.evaluate import conflict_mask, evaluate, tree_sha256, zero_modality
 from misr.metrics import msa_metrics
@@ -13,16 +14,9 @@ from misr.store import SplitData, TextTokens
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
+    *TINY_TRAINING,
     "data.dataset=synth",
     "data.synth.n_clips={train: 96, valid: 32, test: 40}",
-    "data.synth.audio_frames=[4, 10]",
-    "data.synth.visual_frames=[4, 10]",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.n_layers=1",
-    "model.latent_dim=8",
-    "train.batch_size=16",
-    "train.lr=0.003",
     "train.epochs=3",
     "train.seeds=[3, 4]",
 ]

@@ -11,21 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_TRAINING
 from misr.config import load_params
 from misr.errors import MisrError
 from misr.train import TrainingDiverged, load_best, prepare, resolve_input_spec, train, train_seed
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
+    *TINY_TRAINING,
     "data.synth.n_clips={train: 96, valid: 32, test: 16}",
-    "data.synth.audio_frames=[4, 10]",
-    "data.synth.visual_frames=[4, 10]",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.n_layers=1",
-    "model.latent_dim=8",
-    "train.batch_size=16",
-    "train.lr=0.003",
     "train.seeds=[7]",
 ]
 
