@@ -277,6 +277,45 @@ def extract_command(
         raise typer.Exit(1)
 
 
+@app.command("import-mmsa")
+def import_mmsa_command(
+    file: Path = typer.Argument(..., help="an MMSA feature file (aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl)"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="the new feature store"),
+    tokenizer: str = typer.Option("bert-base-uncased", help="the tokenizer that made text_bert (bert-base-chinese for SIMS)"),
+    vocab_size: int = typer.Option(30522, help="its vocabulary size (21128 for bert-base-chinese)"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Import an MMSA feature file into a feature store, keeping splits, ids, lengths and labels.
+
+    The pickle is read with a restricted unpickler: anything but numpy arrays and plain containers is refused.
+    """
+    from misr.mmsa import import_file
+
+    _load(params, set_)
+    report = import_file(file, out_dir, tokenizer=tokenizer, vocab_size=vocab_size)
+    out.print(f"imported {', '.join(f'{k} {v}' for k, v in report['clips'].items())} clips into {out_dir}")
+    if report["neg_inf_audio_values"]:
+        out.print(f"replaced {report['neg_inf_audio_values']} -inf audio values by 0 (as MMSA does for MOSEI)")
+    if report["empty_sequences"]:
+        out.print(f"{report['empty_sequences']} empty sequence(s) kept as one zero frame")
+
+
+@app.command("export-mmsa")
+def export_mmsa_command(
+    store: Path = typer.Argument(..., help="a feature store"),
+    out_file: Path = typer.Option(..., "--out", "-o", help="the .pkl to write"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Export a feature store as an MMSA feature file, so MMSA's model zoo can train on these features."""
+    from misr.mmsa import export_file
+
+    _load(params, set_)
+    counts = export_file(store, out_file)
+    out.print(f"wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 @app.command("train")
 def train_command(
     store: Optional[Path] = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),

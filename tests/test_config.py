@@ -47,7 +47,7 @@ def test_out_of_range_and_wrong_type(params_file):
 
 
 def test_cross_field_rules(params_file):
-    assert "is not one of the configured datasets: synth, demo" in error_of(params_file, "data.dataset=mosi")
+    assert "is not one of the configured datasets: synth, demo, mosi, mosei, sims" in error_of(params_file, "data.dataset=iemocap")
     assert "divisible by n_heads" in error_of(params_file, "model.d_model=30")
     assert "audio_frames" in error_of(params_file, "data.synth.audio_frames=[9, 3]")
     assert "label_step must divide 3" in error_of(params_file, "data.synth.label_step=0.7")
