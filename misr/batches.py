@@ -76,3 +76,36 @@ class Batches:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
 
+
+
+def zero_modality(batch: dict[str, torch.Tensor], modality: str, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The batch with one modality's content removed (all rows, or where `rows` is True).
+
+    Frames become zeros and tokens become padding; lengths and masks stay, so the model sees a clip
+    of the usual shape with nothing in it. Used for modality dropout, robustness checks and prediction
+    with a modality missing, so all three remove a modality the same way.
+    """
+    out = dict(batch)
+    keys = ("text_ids", "text_hidden") if modality == "text" else (modality,)
+    for key in keys:
+        if key not in out:
+            continue
+        value = out[key]
+        if rows is None:
+            out[key] = torch.zeros_like(value)
+        else:
+            shape = (-1,) + (1,) * (value.dim() - 1)
+            out[key] = value * (~rows).view(shape).to(value.dtype)
+    return out
+
+
+def drop_modalities(batch: dict[str, torch.Tensor], rate: float) -> dict[str, torch.Tensor]:
+    """Modality dropout: remove each modality of each clip with probability `rate`, never all three."""
+    n = batch["y"].shape[0]
+    device = batch["y"].device
+    drop = torch.rand(3, n, device=device) < rate
+    drop[:, drop.all(dim=0)] = False  # a clip keeps at least one modality
+    for i, modality in enumerate(("text", "audio", "visual")):
+        if drop[i].any():
+            batch = zero_modality(batch, modality, drop[i])
+    return batch

@@ -316,6 +316,42 @@ def export_mmsa_command(
     out.print(f"wrote {out_file}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@app.command("predict")
+def predict_command(
+    video: Path = typer.Argument(..., help="a video file, or a folder of them"),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="the transcript (without it, text counts as missing)"),
+    model: str = typer.Option("", "--model", "-m", help="a stage (prod), a version (v0.0.2) or a model folder [default: register.stage]"),
+    repo: Path = typer.Option(Path("."), "--repo", help="the repository holding the model registry"),
+    params: Path = ParamsOption,
+    set_: Optional[list[str]] = SetOption,
+) -> None:
+    """Predict the sentiment of a video: a score in [-3, 3], its 7-class and 2-class labels."""
+    from misr.predict import CLASS_NAMES, load_models, predict_video, videos_in
+
+    cfg = _load(params, set_)
+    targets = videos_in(video)
+    models, described = load_models(model or cfg.registration.stage, repo, cfg.registration.artifact, cfg.registration.stage)
+    out.print(f"model: {described}, {len(models)} seed(s)")
+    table = Table()
+    for col in ("video", "score", "7-class", "2-class", "missing"):
+        table.add_column(col)
+    failed = 0
+    for path in targets:
+        try:
+            p = predict_video(models, path, text)
+        except MisrError as exc:
+            failed += 1
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            continue
+        for modality, why in p.missing.items():
+            err.print(f"[yellow]note:[/] {path.name}: {modality} is missing ({why}); predicting from the other modalities", highlight=False)
+        table.add_row(path.name, f"{p.score:+.3f} ± {p.spread:.3f}", f"{p.class7:+d} {CLASS_NAMES.get(p.class7, '')}", p.label2, ", ".join(p.missing) or "-")
+    if table.row_count:
+        out.print(table)
+    if failed:
+        raise typer.Exit(2)
+
+
 @app.command("train")
 def train_command(
     store: Optional[Path] = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),

@@ -247,6 +247,10 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
     patience: int = Field(8, ge=1, description="epochs without a better validation MAE before stopping")
+    modality_dropout: float = Field(
+        0.0, ge=0, lt=1, description="remove each modality of a training clip with this probability (never all three); "
+        "> 0 lets `misr predict` answer when a modality is missing"
+    )
     deterministic: bool = True
 
 

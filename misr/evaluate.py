@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from misr.batches import Batches
+from misr.batches import Batches, zero_modality
 from misr.config import Params, params_to_yaml
 from misr.errors import MisrError
 from misr.metrics import msa_metrics
@@ -98,21 +98,6 @@ def _metrics(p: np.ndarray, y: np.ndarray, kind: str) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------ robustness
-
-
-def zero_modality(batch: dict[str, torch.Tensor], modality: str) -> dict[str, torch.Tensor]:
-    """The batch with one modality's content removed: frames zeroed, or every token replaced by padding.
-
-    Lengths and masks stay, so the model still sees a clip of the same shape with nothing in it.
-    """
-    out = dict(batch)
-    if modality == "text":
-        out["text_ids"] = torch.zeros_like(out["text_ids"])
-        if "text_hidden" in out:
-            out["text_hidden"] = torch.zeros_like(out["text_hidden"])
-    else:
-        out[modality] = torch.zeros_like(out[modality])
-    return out
 
 
 class _Zeroed(Batches):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from misr.batches import Batches, epoch_batches
+from misr.batches import Batches, drop_modalities, epoch_batches
 from misr.config import Params, params_to_yaml
 from misr.errors import MisrError
 from misr.hashing import stable_hash
@@ -325,6 +325,8 @@ def train_seed(
         epoch_started = time.perf_counter()
         for b, piece in enumerate(batches):
             batch = train_batches.get(piece.indices)
+            if tc.modality_dropout > 0:
+                batch = drop_modalities(batch, tc.modality_dropout)
             with autocast:
                 out_ = ddp_model(batch)
             terms = loss_terms(params.model, out_, batch["y"])
@@ -422,14 +424,20 @@ def evaluate_split(model: nn.Module, batches: Batches, batch_size: int, metrics_
 
 def load_best(seed_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The best checkpoint of one seed, rebuilt into its model (weights_only loading: no code runs)."""
-    from misr.config import validate_params
-    import yaml
-
     path = Path(seed_dir) / "best.pt"
     if not path.exists():
         raise MisrError(f"no checkpoint at {path}", hint="train first (`misr train`)")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    params = validate_params(yaml.safe_load(ckpt["params"]), source=str(path))
+    return load_checkpoint(path, device, name=str(path))
+
+
+def load_checkpoint(source: Path | Any, device: str | torch.device = "cpu", name: str = "checkpoint") -> tuple[nn.Module, dict[str, Any]]:
+    """A best.pt from a path or an open binary file (e.g. read from DVC's cache at a registered commit)."""
+    import yaml
+
+    from misr.config import validate_params
+
+    ckpt = torch.load(source, map_location=device, weights_only=True)
+    params = validate_params(yaml.safe_load(ckpt["params"]), source=name)
     spec = InputSpec(**json.loads(ckpt["spec"]))
     model = build_model(params.model, spec)
     model.load_state_dict(ckpt["model"])

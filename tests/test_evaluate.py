@@ -8,7 +8,8 @@ import torch
 
 from conftest import TINY_TRAINING
 from misr.config import load_params
-from misr.evaluate import conflict_mask, evaluate, tree_sha256, zero_modality
+from misr.batches import zero_modality
+from misr.evaluate import conflict_mask, evaluate, tree_sha256
 from misr.metrics import msa_metrics
 from misr.store import SplitData, TextTokens
 

@@ -145,6 +145,17 @@ def test_retraining_end_to_end(toy_repo, demo_raw, tmp_path):
     gto = sh(repo, str(Path(sys.executable).parent / "gto"), "show")
     assert "v0.0.1" in gto
 
+    # the registered model predicts: `misr predict --model prod` reads it from DVC's cache at its commit
+    import math
+
+    from misr.predict import load_models, predict_video
+
+    for ref in ("prod", "v0.0.1"):
+        models, described = load_models(ref, repo, "misr-sentiment", "prod")
+        assert f"commit {head[:10]}" in described and len(models) == 1
+    video = sorted((repo / "data" / "raw" / "toy" / "Raw").rglob("*.mp4"))[0]
+    assert math.isfinite(predict_video(models, video, "a good and pleasant film").score)
+
     # 2. no new data: nothing changes
     second = retrain(repo)
     assert second["outcome"] == "unchanged"

@@ -1,0 +1,166 @@
+"""`misr predict`: the sentiment of a new video, with the same extractors and the registered model.
+
+The model is the `register.stage` version of `register.artifact` (GTO), read from DVC's cache at the
+commit that version points to, or a folder that `misr train` wrote. Every seed's best checkpoint
+predicts and the scores are averaged. The features are extracted with the settings the model was
+trained with (they travel inside the checkpoint).
+
+A missing modality (no transcript given, no audio track, no face) is said out loud. A model trained
+with modality dropout (`train.modality_dropout` > 0) then predicts from what is there; any other model
+refuses, because it never learned to do without that modality.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from misr.batches import zero_modality
+from misr.corpus import VIDEO_EXTENSIONS, Clip
+from misr.errors import MisrError
+from misr.media import ClipError
+from misr.train import load_checkpoint
+
+CLASS_NAMES = {-3: "highly negative", -2: "negative", -1: "weakly negative", 0: "neutral", 1: "weakly positive", 2: "positive", 3: "highly positive"}
+
+
+@dataclass
+class Prediction:
+    video: str
+    score: float
+    spread: float  # std over the seeds' scores
+    class7: int
+    label2: str
+    missing: dict[str, str] = field(default_factory=dict)  # modality -> why
+
+
+def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[tuple[torch.nn.Module, dict]], str]:
+    """The models of `ref`: a stage name (e.g. prod), a version (v0.0.1), or a model folder; and a description."""
+    folder = Path(ref)
+    if folder.is_dir():
+        summary = folder / "summary.json"
+        if not summary.exists():
+            raise MisrError(f"{folder} is not a trained model folder (no summary.json)")
+        seeds = list(json.loads(summary.read_text())["seeds"])
+        return [load_checkpoint(folder / f"seed-{s}" / "best.pt", name=str(folder)) for s in seeds], str(folder)
+    import dvc.api
+    import gto.api
+    import yaml
+    from gto.exceptions import GTOException
+
+    if not (Path(repo) / ".git").exists():
+        raise MisrError(
+            f"{Path(repo).resolve()} is not a git repository, so it holds no model registry (GTO tags)",
+            hint="run from the pipeline's repository, pass --repo, or --model MODEL_DIR",
+        )
+
+    try:
+        if ref.startswith("v") and ref[1:2].isdigit():  # a version: the commit its registration tag points to
+            commit = _commit_of(repo, artifact, ref)
+        else:  # a stage: the version it holds now
+            found = gto.api.find_versions_in_stage(str(repo), artifact, ref)
+            commit = (found[0] if isinstance(found, list) else found).commit_hexsha if found else None
+    except GTOException as exc:
+        raise MisrError(f"cannot read the model registry in {repo}: {exc}") from None
+    if not commit:
+        raise MisrError(f"no version of {artifact} is {'registered as ' + ref if ref.startswith('v') else 'in stage ' + ref!r}",
+                        hint="train and register one (`bash scripts/demo.sh`), or pass --model MODEL_DIR")  # fmt: skip
+    dvc_yaml = yaml.safe_load(dvc.api.read("dvc.yaml", repo=str(repo), rev=commit))
+    path = dvc_yaml.get("artifacts", {}).get(artifact, {}).get("path")
+    if not path:
+        raise MisrError(f"dvc.yaml at {commit[:10]} declares no artifact {artifact!r}")
+    try:
+        seeds = list(json.loads(dvc.api.read(f"{path}/summary.json", repo=str(repo), rev=commit))["seeds"])
+        models = [
+            load_checkpoint(io.BytesIO(dvc.api.read(f"{path}/seed-{s}/best.pt", repo=str(repo), rev=commit, mode="rb")), name=f"{artifact}@{commit[:10]}")
+            for s in seeds
+        ]
+    except Exception as exc:  # DVC raises many kinds when the data is neither in the cache nor on a remote
+        raise MisrError(f"cannot read the model files of {artifact} at {commit[:10]}: {exc}", hint="`dvc pull` them first") from None
+    return models, f"{artifact} {ref} (commit {commit[:10]})"
+
+
+def _commit_of(repo: Path, artifact: str, version: str) -> str | None:
+    from misr.registry import git
+
+    return git(repo, "rev-list", "-n", "1", f"{artifact}@{version}", check=False) or None
+
+
+def videos_in(target: Path) -> list[Path]:
+    if target.is_dir():
+        found = sorted(p for p in target.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        if not found:
+            raise MisrError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {target}")
+        return found
+    if not target.exists():
+        raise MisrError(f"no video at {target}")
+    return [target]
+
+
+def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text: str | None) -> Prediction:
+    from misr.features import extractors_for
+
+    params = models[0][1]["params"]
+    extractors = extractors_for(params)
+    clip = Clip("predict$_$" + video.stem, "predict", video.stem, video, text or "", "test", 0.0)
+    records: dict[str, dict[str, Any]] = {}
+    missing: dict[str, str] = {}
+    if not text or not text.strip():
+        missing["text"] = "no transcript given (--text)"
+    for modality, ex in extractors.items():
+        if modality in missing:
+            continue
+        try:
+            records[modality] = ex.extract(clip)
+        except ClipError as exc:
+            if exc.kind in ("MissingFile", "EmptyFile", "CorruptVideo", "NoVideoTrack", "NoFrames"):
+                raise MisrError(exc.message) from None
+            missing[modality] = exc.message
+    if len(missing) == 3:
+        raise MisrError(f"{video}: nothing to predict from ({'; '.join(missing.values())})")
+    if missing and params.train.modality_dropout <= 0:
+        raise MisrError(
+            f"{video}: {'; '.join(f'{m} missing: {why}' for m, why in missing.items())}. This model was trained without "
+            "modality dropout, so it cannot predict without them",
+            hint="give the transcript with --text, or use a model trained with train.modality_dropout > 0",
+        )
+    batch = _batch(records, models[0][1]["spec"])
+    for modality in missing:
+        batch = zero_modality(batch, modality)
+    scores = []
+    with torch.no_grad():
+        for model, _ in models:
+            model.eval()
+            scores.append(float(model(batch)["pred"][0]))
+    score = float(np.mean(scores))
+    sims = params.data.datasets.get(params.data.dataset) is not None and params.data.active.convention == "sims"
+    limit = 1 if sims else 3
+    return Prediction(
+        video=str(video), score=score, spread=float(np.std(scores)), class7=int(np.round(np.clip(score, -limit, limit))),
+        label2="positive" if score >= 0 else "negative", missing=missing,
+    )  # fmt: skip
+
+
+def _batch(records: dict[str, dict[str, Any]], spec) -> dict[str, torch.Tensor]:
+    """A batch of one clip; a missing modality gets a placeholder of the right shape (then zeroed)."""
+    batch: dict[str, torch.Tensor] = {"y": torch.zeros(1)}
+    text = records.get("text")
+    ids = np.asarray(text["input_ids"], dtype=np.int64) if text else np.array([101, 102], dtype=np.int64)
+    batch["text_ids"] = torch.from_numpy(ids)[None]
+    batch["text_mask"] = torch.ones_like(batch["text_ids"])
+    if spec.text_kind == "hidden":
+        hidden = text["hidden"] if text and "hidden" in text else np.zeros((ids.size, spec.text_hidden_dim), np.float32)
+        batch["text_hidden"] = torch.from_numpy(np.asarray(hidden, dtype=np.float32))[None]
+    for modality, dim in (("audio", spec.audio_dim), ("visual", spec.visual_dim)):
+        frames = records[modality]["frames"] if modality in records else np.zeros((1, dim), np.float32)
+        if frames.shape[1] != dim:
+            raise MisrError(f"the {modality} extractor gives {frames.shape[1]} features; the model expects {dim}")
+        batch[modality] = torch.from_numpy(np.asarray(frames, dtype=np.float32))[None]
+        batch[f"{modality}_lengths"] = torch.tensor([frames.shape[0]])
+    return batch
