@@ -7,6 +7,7 @@ error that names the key and lists the keys allowed there, instead of a silently
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -414,7 +415,7 @@ def _allowed_keys(loc: Sequence[Any]) -> list[str]:
 def _unwrap(annotation: Any) -> Any:
     """Optional[X] -> X, so that error messages can look inside optional sections."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return args[0]
     return annotation
 

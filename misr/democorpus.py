@@ -172,7 +172,8 @@ def synthesize_speech(sentiment: float, duration: float, sr: int, rng: np.random
     return np.clip(signal, -1, 1).astype(np.float32), envelope
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: int) -> None:
+def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None, sr: int = 16000) -> None:
+    """H.264 video and, unless `audio` is None, an AAC mono track; written under a temporary name, then renamed."""
     import av
 
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}{path.suffix}")
@@ -183,22 +184,24 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, sr: i
             video.pix_fmt = "yuv420p"
             video.options = {"preset": "ultrafast", "crf": "20"}
             video.codec_context.thread_count = 1  # one core, and byte-identical output for a seed
-            sound = out.add_stream("aac", rate=sr)
-            sound.layout = "mono"
+            sound = None
+            if audio is not None:
+                sound = out.add_stream("aac", rate=sr)
+                sound.layout = "mono"
             for img in frames:
                 for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     out.mux(packet)
             for packet in video.encode(None):
                 out.mux(packet)
             chunk = 1024
-            for start in range(0, audio.size, chunk):
+            for start in range(0, 0 if sound is None else audio.size, chunk):
                 piece = audio[start : start + chunk]
                 frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
                 frame.sample_rate = sr
                 frame.pts = start
                 for packet in sound.encode(frame):
                     out.mux(packet)
-            for packet in sound.encode(None):
+            for packet in sound.encode(None) if sound is not None else ():
                 out.mux(packet)
         os.replace(tmp, path)
     finally:

@@ -139,8 +139,7 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
             model.eval()
             scores.append(float(model(batch)["pred"][0]))
     score = float(np.mean(scores))
-    sims = params.data.datasets.get(params.data.dataset) is not None and params.data.active.convention == "sims"
-    limit = 1 if sims else 3
+    limit = 1 if params.data.active.convention == "sims" else 3
     return Prediction(
         video=str(video), score=score, spread=float(np.std(scores)), class7=int(np.round(np.clip(score, -limit, limit))),
         label2="positive" if score >= 0 else "negative", missing=missing,

@@ -99,9 +99,9 @@ def _after_last_tag_second(repo: Path, artifact: str) -> None:
     """
     import time
 
-    stamps = git(repo, "for-each-ref", "--sort=-taggerdate", "--format=%(taggerdate:unix)", "refs/tags/", check=False).split()
-    names = git(repo, "for-each-ref", "--sort=-taggerdate", "--format=%(refname:short)", "refs/tags/", check=False).split()
-    newest = next((int(t) for t, n in zip(stamps, names) if n.startswith(artifact) and t.isdigit()), None)
+    listing = git(repo, "for-each-ref", "--sort=-taggerdate", "--format=%(taggerdate:unix) %(refname:short)", "refs/tags/", check=False)
+    pairs = [line.split(" ", 1) for line in listing.splitlines() if " " in line]
+    newest = next((int(t) for t, name in pairs if name.startswith(artifact) and t.isdigit()), None)
     while newest is not None and time.time() < newest + 1:
         time.sleep(0.05)
 

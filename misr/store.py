@@ -221,7 +221,8 @@ class FeatureStore:
         tmp = self._write_tmp(table, folder)
         # Claim the next free number without ever replacing an existing part: os.link fails when
         # the name exists, so concurrent writers each get their own number.
-        seq = self.part_files(modality)[-1][0] + 1 if self.part_files(modality) else 1
+        existing = self.part_files(modality)
+        seq = existing[-1][0] + 1 if existing else 1
         suffix = f"-{name}" if name else ""
         try:
             while True:
