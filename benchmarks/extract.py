@@ -15,7 +15,6 @@ import argparse
 import csv
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from misr.config import load_params  # noqa: E402
-from misr.corpus import Clip  # noqa: E402
-from misr.extract import extract_shard, finish, plan  # noqa: E402
-from misr.features import extractors_for  # noqa: E402
-from misr.media import read_video  # noqa: E402
+from misr.data.corpus import Clip  # noqa: E402
+from misr.data.media import read_video  # noqa: E402
+from misr.evaluation.convention import MOSI  # noqa: E402
+from misr.features.registry import extractors_for  # noqa: E402
+from misr.stages import extract  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -57,7 +57,7 @@ def main() -> None:
     if not files:
         sys.exit(f"no GRID clips (*.mpg) in {args.grid}")
     params = load_params(REPO / "params.yaml", ["data.dataset=demo", "features.max_workers=1"])
-    extractors = extractors_for(params)
+    extractors = extractors_for(params.features)
     clips = [Clip(f"grid$_${f.stem}", "grid", f.stem, f, "bin blue at f two now", "test", 0.0) for f in files]
     for ex in extractors.values():  # load models, compile, warm caches: not part of the rate
         ex.extract(clips[0])
@@ -68,12 +68,12 @@ def main() -> None:
     per_modality = {m: 0.0 for m in extractors}
     counts = {m: 0 for m in extractors}
     for clip in clips:
-        t, video = timed(lambda: read_video(clip.path), args.repeats)
+        t, video = timed(lambda clip=clip: read_video(clip.path), args.repeats)
         decode += t
         frames += len(video.frames)
         video_seconds += video.duration
         for m, ex in extractors.items():
-            t, rec = timed(lambda: ex.extract(clip), args.repeats)
+            t, rec = timed(lambda ex=ex, clip=clip: ex.extract(clip), args.repeats)
             per_modality[m] += t
             counts[m] += len(rec["frames"]) if "frames" in rec else len(rec["input_ids"])
 
@@ -100,12 +100,7 @@ def main() -> None:
         store = Path(tmp) / "store"
 
         def run():
-            p = plan(params, raw, store)
-            by_key = p.by_key
-            errors = []
-            for keys in p.shards:
-                errors += extract_shard(params, store, [by_key[k] for k in keys], p.todo, p.hashes).errors
-            finish(params, store, p, errors)
+            extract.run(params.features, MOSI, raw, store)
 
         first, _ = timed(run, 1)
         second, _ = timed(run, 1)

@@ -18,20 +18,20 @@ trap 'rm -rf "$work"' EXIT
 export PREFECT_HOME="$work/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1
 common=(-S "data.synth.n_clips={train: 1024, valid: 128, test: 16}" -S train.epochs=2 -S train.patience=3 -S "train.seeds=[1111]" -S train.batch_size=64)
 
-"$PY" -m misr.cli synth --out "$work/store" "${common[@]}" > /dev/null
+"$PY" -m pipelines.cli synth --out "$work/store" "${common[@]}" > /dev/null
 step_ms() {
     "$PY" -c 'import json, sys
 r = json.load(open(sys.argv[1]))["seeds"]["1111"]
 print("%.1f ms/step over %d steps on %s, best valid MAE %.3f" % (r["step_ms"], r["steps"], r["device"], r["best_valid_mae"]))' "$1/summary.json"
 }
 
-"$PY" -m misr.cli train "$work/store" --out "$work/gpu" --no-flow "${common[@]}" -S "train.device=$GPU" > /dev/null
+"$PY" -m pipelines.cli train "$work/store" --out "$work/gpu" --no-flow "${common[@]}" -S "train.device=$GPU" > /dev/null
 echo "single process, $GPU (bf16 autocast on cuda): $(step_ms "$work/gpu")"
 
-"$PY" -m torch.distributed.run --nproc_per_node=1 --master_port=29561 -m misr.cli train "$work/store" --out "$work/ddp" "${common[@]}" -S "train.device=$GPU" > /dev/null
+"$PY" -m torch.distributed.run --nproc_per_node=1 --master_port=29561 -m pipelines.cli train "$work/store" --out "$work/ddp" "${common[@]}" -S "train.device=$GPU" > /dev/null
 echo "torchrun DDP, 1 process, $GPU:             $(step_ms "$work/ddp")"
 
-"$PY" -m misr.cli train "$work/store" --out "$work/cpu" --no-flow "${common[@]}" -S train.device=cpu > /dev/null
+"$PY" -m pipelines.cli train "$work/store" --out "$work/cpu" --no-flow "${common[@]}" -S train.device=cpu > /dev/null
 echo "single process, cpu:                      $(step_ms "$work/cpu")"
 "$PY" - "$work" <<'PYEOF'
 import json, sys

@@ -25,12 +25,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.batches import Batches  # noqa: E402
 from misr.config import load_params  # noqa: E402
-from misr.metrics import msa_metrics  # noqa: E402
+from misr.data.synth import generate  # noqa: E402
+from misr.evaluation.convention import MOSI  # noqa: E402
+from misr.evaluation.metrics import msa_metrics  # noqa: E402
+from misr.stages.train import run as train  # noqa: E402
 from misr.store import FeatureStore  # noqa: E402
-from misr.synth import generate  # noqa: E402
-from misr.train import load_best, predict, train  # noqa: E402
+from misr.training.batches import Batches  # noqa: E402
+from misr.training.checkpoints import load_best  # noqa: E402
+from misr.training.inference import predict  # noqa: E402
 
 MODELS = ["misr", "misr_no_dist", "misr_no_inv", "misr_z_env", "late_fusion"]
 KEYS = ["Non0_acc_2", "Mult_acc_7", "MAE", "Corr"]
@@ -61,7 +64,7 @@ def main() -> None:
         for name in args.models:
             params = load_params(REPO / "params.yaml", overrides + [f"model.name={name}"])
             started = time.perf_counter()
-            train(params, store, Path(tmp) / name)
+            train(params.model, params.train, params.features, MOSI, store, Path(tmp) / name)
             results[name] = []
             for seed in args.seeds:
                 model, _ = load_best(Path(tmp) / name / f"seed-{seed}")

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from misr.config import load_params  # noqa: E402
+from misr.data.synth import generate  # noqa: E402
 from misr.store import MODALITIES, FeatureStore  # noqa: E402
-from misr.synth import generate  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

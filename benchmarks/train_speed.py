@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from misr.config import load_params  # noqa: E402
-from misr.synth import generate  # noqa: E402
-from misr.train import train  # noqa: E402
+from misr.data.synth import generate  # noqa: E402
+from misr.evaluation.convention import MOSI  # noqa: E402
+from misr.stages.train import run as train  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
         generate(base.data.synth, Path(tmp) / "store")
         for name in ("late_fusion", "misr"):
             params = load_params(REPO / "params.yaml", common + [f"model.name={name}"])
-            summary = train(params, Path(tmp) / "store", Path(tmp) / name)
+            summary = train(params.model, params.train, params.features, MOSI, Path(tmp) / "store", Path(tmp) / name)
             r = summary["seeds"]["1111"]
             rows[name] = (r["step_ms"], params.train.batch_size * 1000.0 / r["step_ms"], r["device"])
     for name, (ms, rate, device) in rows.items():

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,10 +20,14 @@ from misr.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
 SPLITS = ("train", "valid", "test")
+DATASET_FOLDERS = {"features_dir": "features", "models_dir": "models", "eval_dir": "eval"}
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -35,13 +40,17 @@ class DatasetConfig(Section):
         "raw", description="raw: MMSA-FET layout of videos; synth: `misr synth`; mmsa: imported MMSA feature file"
     )
     raw_dir: Path | None = Field(None, description="folder holding Raw/<video_id>/<clip_id>.* and label.csv")
+    # The one place paths live: the CLI, dvc.yaml (checked by a test), retraining and the registry read
+    # them here. Left out, each defaults to data/<features|models|eval>/<name of the data set>.
     features_dir: Path = Field(description="the feature store of this data set")
+    models_dir: Path = Field(description="where `misr train` writes its checkpoints")
+    eval_dir: Path = Field(description="where `misr evaluate` writes metrics, plots and the model card")
     convention: Literal["mosi", "sims"] = Field(
         "mosi", description="label range and metric set: mosi/mosei labels in [-3, 3], sims in [-1, 1]"
     )
 
     @model_validator(mode="after")
-    def _raw_needs_dir(self) -> "DatasetConfig":
+    def _raw_needs_dir(self) -> DatasetConfig:
         if self.source == "raw" and self.raw_dir is None:
             raise ValueError("raw_dir is required when source is 'raw'")
         return self
@@ -51,21 +60,15 @@ class SplitShape(Section):
     """How one split's labels are distributed and how often the modalities disagree."""
 
     positive_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of non-neutral clips that are positive")
-    magnitude_skew: float = Field(
-        1.0, ge=0.1, le=10.0, description="1 = |label| uniform on (0, 3]; >1 concentrates labels near 0"
-    )
-    conflict_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of clips where one modality expresses the opposite sentiment"
-    )
+    magnitude_skew: float = Field(1.0, ge=0.1, le=10.0, description="1 = |label| uniform on (0, 3]; >1 concentrates labels near 0")
+    conflict_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of clips where one modality expresses the opposite sentiment")
 
 
 class SynthConfig(Section):
     """`misr synth`: a feature-level synthetic MSA data set."""
 
     seed: int = Field(1111, ge=0)
-    n_clips: dict[Literal["train", "valid", "test"], int] = Field(
-        default_factory=lambda: {"train": 600, "valid": 150, "test": 150}
-    )
+    n_clips: dict[Literal["train", "valid", "test"], int] = Field(default_factory=lambda: {"train": 600, "valid": 150, "test": 150})
     audio_dim: int = Field(5, ge=1, le=4096, description="MOSI-like 5, MOSEI-like 74")
     visual_dim: int = Field(20, ge=1, le=4096, description="MOSI-like 20, MOSEI-like 35")
     audio_frames: tuple[int, int] = Field((20, 60), description="min and max frames per clip")
@@ -78,12 +81,10 @@ class SynthConfig(Section):
     feature_noise: float = Field(0.3, ge=0.0, le=10.0, description="std of the noise added to every feature value")
     neutral_ratio: float = Field(0.05, ge=0.0, le=1.0, description="share of clips labelled exactly 0")
     label_step: float = Field(0.2, ge=0.0, le=1.0, description="labels rounded to this step (0: continuous)")
-    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(
-        default_factory=lambda: {s: SplitShape() for s in SPLITS}
-    )
+    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(default_factory=lambda: {s: SplitShape() for s in SPLITS})
 
     @model_validator(mode="after")
-    def _check(self) -> "SynthConfig":
+    def _check(self) -> SynthConfig:
         for name in ("audio_frames", "visual_frames", "text_words"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
@@ -114,12 +115,10 @@ class DemoCorpusConfig(Section):
     )
     neutral_ratio: float = Field(0.05, ge=0.0, le=1.0)
     label_step: float = Field(0.2, ge=0.0, le=1.0)
-    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(
-        default_factory=lambda: {s: SplitShape() for s in SPLITS}
-    )
+    splits: dict[Literal["train", "valid", "test"], SplitShape] = Field(default_factory=lambda: {s: SplitShape() for s in SPLITS})
 
     @model_validator(mode="after")
-    def _check(self) -> "DemoCorpusConfig":
+    def _check(self) -> DemoCorpusConfig:
         if not 0.5 <= self.duration[0] <= self.duration[1] <= 60:
             raise ValueError(f"duration must be [min, max] seconds with 0.5 <= min <= max <= 60 (got {list(self.duration)})")
         if not 1 <= self.text_words[0] <= self.text_words[1]:
@@ -135,8 +134,18 @@ class DataConfig(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     demo_corpus: DemoCorpusConfig = Field(default_factory=DemoCorpusConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_paths(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("datasets"), dict):
+            for name, entry in raw["datasets"].items():
+                if isinstance(entry, dict):
+                    for key, folder in DATASET_FOLDERS.items():
+                        entry.setdefault(key, f"data/{folder}/{name}")
+        return raw
+
     @model_validator(mode="after")
-    def _known_dataset(self) -> "DataConfig":
+    def _known_dataset(self) -> DataConfig:
         if self.dataset not in self.datasets:
             raise ValueError(  # noqa: E501
                 f"dataset {self.dataset!r} is not one of the configured datasets: {', '.join(self.datasets)}"
@@ -160,8 +169,8 @@ class TextFeatures(Section):
 class AudioFeatures(Section):
     sample_rate: int = Field(16000, ge=4000, le=96000)
     frame_rate: float = Field(25.0, gt=0, le=200, description="feature frames per second")
-    features: list[Literal["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "rolloff", "flatness", "zcr"]] = (
-        Field(default_factory=lambda: ["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "flatness", "zcr"])
+    features: list[Literal["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "rolloff", "flatness", "zcr"]] = Field(
+        default_factory=lambda: ["mfcc", "f0", "voicing", "rms", "centroid", "bandwidth", "flatness", "zcr"]
     )
     n_mfcc: int = Field(13, ge=1, le=64)
 
@@ -228,7 +237,7 @@ class ModelConfig(Section):
     invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "ModelConfig":
+    def _heads_divide(self) -> ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         return self
@@ -249,8 +258,11 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
     patience: int = Field(8, ge=1, description="epochs without a better validation MAE before stopping")
     modality_dropout: float = Field(
-        0.0, ge=0, lt=1, description="remove each modality of a training clip with this probability (never all three); "
-        "> 0 lets `misr predict` answer when a modality is missing"
+        0.0,
+        ge=0,
+        lt=1,
+        description="remove each modality of a training clip with this probability (never all three); "
+        "> 0 lets `misr predict` answer when a modality is missing",
     )
     deterministic: bool = True
 
@@ -288,7 +300,7 @@ class RetrainConfig(Section):
     lock_file: Path = Field(Path(".misr/retrain.lock"), description="one retraining at a time: never two DVC processes")
 
     @model_validator(mode="after")
-    def _cron(self) -> "RetrainConfig":
+    def _cron(self) -> RetrainConfig:
         fields = self.cron.split()
         if len(fields) != 5:
             raise ValueError(f"cron must have 5 fields (minute hour day month weekday), got {self.cron!r}")
@@ -309,7 +321,7 @@ class Params(Section):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @model_validator(mode="after")
-    def _retrain_dataset(self) -> "Params":
+    def _retrain_dataset(self) -> Params:
         if self.retrain.dataset not in self.data.datasets:
             raise ValueError(f"retrain.dataset {self.retrain.dataset!r} is not one of data.datasets: {', '.join(self.data.datasets)}")
         return self
@@ -346,6 +358,15 @@ def load_params(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def validate_params(raw: dict[str, Any], source: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [format_error(err) for err in exc.errors()]
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {line}" for line in lines)) from None
+
+
+def validate_section(model: type[SectionT], raw: Any, source: str) -> SectionT:
+    """One section on its own (e.g. the settings stored in a checkpoint), with the same error messages."""
+    try:
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = [format_error(err) for err in exc.errors()]
         raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {line}" for line in lines)) from None

@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from misr.batches import zero_modality
-from misr.corpus import VIDEO_EXTENSIONS, Clip
+from misr.data.corpus import VIDEO_EXTENSIONS, Clip
+from misr.data.media import ClipError
 from misr.errors import MisrError
-from misr.media import ClipError
-from misr.train import load_checkpoint
-
-CLASS_NAMES = {-3: "highly negative", -2: "negative", -1: "weakly negative", 0: "neutral", 1: "weakly positive", 2: "positive", 3: "highly positive"}
+from misr.training.batches import zero_modality
+from misr.training.checkpoints import load_checkpoint
+from misr.util import proc
 
 
 @dataclass
@@ -35,7 +34,8 @@ class Prediction:
     video: str
     score: float
     spread: float  # std over the seeds' scores
-    class7: int
+    klass: int  # the finest class of the model's label convention (-3..3 for MOSI, -2..2 for SIMS)
+    class_name: str
     label2: str
     missing: dict[str, str] = field(default_factory=dict)  # modality -> why
 
@@ -69,8 +69,10 @@ def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[t
     except GTOException as exc:
         raise MisrError(f"cannot read the model registry in {repo}: {exc}") from None
     if not commit:
-        raise MisrError(f"no version of {artifact} is {'registered as ' + ref if ref.startswith('v') else 'in stage ' + ref!r}",
-                        hint="train and register one (`bash scripts/demo.sh`), or pass --model MODEL_DIR")  # fmt: skip
+        raise MisrError(
+            f"no version of {artifact} is {'registered as ' + ref if ref.startswith('v') else 'in stage ' + ref!r}",
+            hint="train and register one (`bash scripts/demo.sh`), or pass --model MODEL_DIR",
+        )
     dvc_yaml = yaml.safe_load(dvc.api.read("dvc.yaml", repo=str(repo), rev=commit))
     path = dvc_yaml.get("artifacts", {}).get(artifact, {}).get("path")
     if not path:
@@ -78,7 +80,10 @@ def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[t
     try:
         seeds = list(json.loads(dvc.api.read(f"{path}/summary.json", repo=str(repo), rev=commit))["seeds"])
         models = [
-            load_checkpoint(io.BytesIO(dvc.api.read(f"{path}/seed-{s}/best.pt", repo=str(repo), rev=commit, mode="rb")), name=f"{artifact}@{commit[:10]}")
+            load_checkpoint(
+                io.BytesIO(dvc.api.read(f"{path}/seed-{s}/best.pt", repo=str(repo), rev=commit, mode="rb")),
+                name=f"{artifact}@{commit[:10]}",
+            )
             for s in seeds
         ]
     except Exception as exc:  # DVC raises many kinds when the data is neither in the cache nor on a remote
@@ -87,9 +92,7 @@ def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[t
 
 
 def _commit_of(repo: Path, artifact: str, version: str) -> str | None:
-    from misr.registry import git
-
-    return git(repo, "rev-list", "-n", "1", f"{artifact}@{version}", check=False) or None
+    return proc.git(repo, "rev-list", "-n", "1", f"{artifact}@{version}", check=False) or None
 
 
 def videos_in(target: Path) -> list[Path]:
@@ -104,10 +107,10 @@ def videos_in(target: Path) -> list[Path]:
 
 
 def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text: str | None) -> Prediction:
-    from misr.features import extractors_for
+    from misr.features.registry import extractors_for
 
-    params = models[0][1]["params"]
-    extractors = extractors_for(params)
+    settings = models[0][1]["settings"]
+    extractors = extractors_for(settings.features)
     clip = Clip("predict$_$" + video.stem, "predict", video.stem, video, text or "", "test", 0.0)
     records: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
@@ -124,7 +127,7 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
             missing[modality] = exc.message
     if len(missing) == 3:
         raise MisrError(f"{video}: nothing to predict from ({'; '.join(missing.values())})")
-    if missing and params.train.modality_dropout <= 0:
+    if missing and settings.train.modality_dropout <= 0:
         raise MisrError(
             f"{video}: {'; '.join(f'{m} missing: {why}' for m, why in missing.items())}. This model was trained without "
             "modality dropout, so it cannot predict without them",
@@ -139,11 +142,16 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
             model.eval()
             scores.append(float(model(batch)["pred"][0]))
     score = float(np.mean(scores))
-    limit = 1 if params.data.active.convention == "sims" else 3
+    klass = int(settings.convention.class_of(score))
     return Prediction(
-        video=str(video), score=score, spread=float(np.std(scores)), class7=int(np.round(np.clip(score, -limit, limit))),
-        label2="positive" if score >= 0 else "negative", missing=missing,
-    )  # fmt: skip
+        video=str(video),
+        score=score,
+        spread=float(np.std(scores)),
+        klass=klass,
+        class_name=settings.convention.class_names[klass],
+        label2="positive" if score >= 0 else "negative",
+        missing=missing,
+    )
 
 
 def _batch(records: dict[str, dict[str, Any]], spec) -> dict[str, torch.Tensor]:

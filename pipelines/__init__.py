@@ -1,1 +1,4 @@
-"""Prefect flows: thin orchestration (retries, artifacts, task runners) over the `misr` library."""
+"""The application layer: Prefect flows (thin orchestration: retries, task runners, artifacts) and the CLI.
+
+It depends on the library `misr`; the library never imports it.
+"""

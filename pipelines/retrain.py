@@ -1,4 +1,4 @@
-"""Scheduled retraining: a Prefect flow over `misr.retrain`'s steps; `misr schedule` serves it on a cron.
+"""Scheduled retraining: a Prefect flow over `misr.registry.retrain`'s steps; `misr schedule` serves it on a cron.
 
 changed data? -> dvc repro (train, evaluate, gate) -> commit dvc.lock and reports -> GTO register +
 assign when the gate passes -> dvc push -> audit line and a Markdown artifact with the before/after
@@ -16,36 +16,43 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from misr.config import Params, load_params
-from misr.retrain import (Busy, Snapshot, append_history, changes, code_commit, data_state, decision_of, exclusive,
-                          metrics_of, now_utc, run, stream)  # fmt: skip
+from misr.registry.gate import register as apply_gate
+from misr.registry.retrain import (
+    Busy,
+    Snapshot,
+    append_history,
+    changes,
+    data_state,
+    decision_of,
+    eval_dir,
+    exclusive,
+    metrics_of,
+    now_utc,
+)
+from misr.util import proc
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
 def reproduce(repo: Path) -> None:
-    stream(repo, "dvc", "repro")
+    proc.stream(repo, "dvc", "repro")
 
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit(repo: Path, message: str) -> str:
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", message)
-    return code_commit(repo)
+    return proc.commit(repo, message)
 
 
 @task(name="register", cache_policy=NO_CACHE)
 def register(params: Params, repo: Path) -> str | None:
-    from misr.registry import register as apply_gate
-
-    decision = apply_gate(params, repo, repo / "data" / "eval" / params.retrain.dataset)
-    return decision.version
+    return apply_gate(params.registration, repo, eval_dir(repo, params)).version
 
 
 @task(name="dvc-push", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def push(repo: Path) -> str:
-    remotes = run(repo, "dvc", "remote", "list").stdout.strip()
+    remotes = proc.run(repo, "dvc", "remote", "list").stdout.strip()
     if not remotes:
         return "no DVC remote configured: nothing pushed"
-    run(repo, "dvc", "push")
+    proc.run(repo, "dvc", "push")
     return "pushed"
 
 
@@ -54,7 +61,7 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
     root = Path(repo).resolve()
     params = load_params(root / params_file, overrides or [])
     cfg = params.retrain
-    entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": code_commit(root)}
+    entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": proc.head(root)}
     audit = root / cfg.audit_log
     state_file = audit.with_name("last_data.json")
     try:
@@ -100,7 +107,12 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
 
 
 def _artifact(entry: dict[str, Any], before: dict | None, after: dict | None) -> None:
-    lines = [f"# Retraining of `{entry['dataset']}`: {entry['outcome']}", "", f"Data version `{entry.get('data_version')}`, changes {entry.get('changes')}.", ""]
+    lines = [
+        f"# Retraining of `{entry['dataset']}`: {entry['outcome']}",
+        "",
+        f"Data version `{entry.get('data_version')}`, changes {entry.get('changes')}.",
+        "",
+    ]
     if after is not None:
         keys = ["MAE", "Non0_acc_2", "Corr"]
         lines += ["| metric (valid mean) | before | after |", "|---|---|---|"]

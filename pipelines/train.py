@@ -1,8 +1,8 @@
-"""The training flow: one Prefect task per seed over `misr.train`, and a summary artifact.
+"""The training flow: the train stage with one Prefect task per seed, and a summary artifact.
 
 `misr train` runs this flow; a DVC stage calls `misr train`. Under torchrun (several processes)
-the CLI calls `misr.train.train` directly: every rank must run the same steps, which a flow per
-rank would only complicate.
+the CLI calls the stage directly: every rank must run the same steps, which a flow per rank would
+only complicate.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from misr.config import Params
-from misr.train import Progress, Run, SeedResult, prepare, summarize, train_seed
+from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+from misr.evaluation.convention import Convention
+from misr.stages import train as stage
+from misr.training.loop import Progress, Run, SeedResult, train_seed
 
 
 @task(name="train-seed", task_run_name="train seed {seed}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -25,21 +27,22 @@ def train_seed_task(run: Run, seed: int, progress: Progress | None = None) -> Se
 
 
 @flow(name="misr-train", log_prints=True)
-def train_flow(params: Params, store_dir: Path, out_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
-    run = prepare(params, store_dir, out_dir)
-    results = [train_seed_task(run, seed, progress) for seed in params.train.seeds]
-    summary = summarize(run, results)
-    rows = "\n".join(
-        f"| {r.seed} | {r.best_valid_mae:.4f} | {r.best_epoch} | {r.train_mean_valid_mae:.4f} | {r.epochs_run} | {r.seconds:.1f} |"
-        for r in results
-    )
+def train_flow(
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    features: FeaturesConfig,
+    convention: Convention,
+    store_dir: Path,
+    out_dir: Path,
+    progress: Any = None,
+) -> dict[str, Any]:
+    summary = stage.run(model, train_cfg, features, convention, store_dir, out_dir, progress=progress, run_seed=train_seed_task)
+    header = "| " + " | ".join(stage.SUMMARY_COLUMNS) + " |\n|" + "---|" * len(stage.SUMMARY_COLUMNS)
+    rows = "\n".join("| " + " | ".join(row) + " |" for row in stage.summary_rows(summary))
+    where = f"Device: {summary['device']}; checkpoints in `{out_dir}`."
     create_markdown_artifact(
         key="misr-train-summary",
-        markdown=(
-            f"# Training of {params.model.name} on {store_dir}\n\n"
-            "| seed | best valid MAE | epoch | train-mean valid MAE | epochs | seconds |\n|---|---|---|---|---|---|\n"
-            f"{rows}\n\nDevice: {run.device}; checkpoints in `{out_dir}`."
-        ),
+        markdown=f"# Training of {model.name} on {store_dir}\n\n{header}\n{rows}\n\n{where}",
         description="validation MAE per seed",
     )
     return summary

@@ -12,19 +12,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-
-# A model and a synthetic set small enough to train in seconds (tests that train import this).
-TINY_TRAINING = [
-    "data.synth.audio_frames=[4, 10]",
-    "data.synth.visual_frames=[4, 10]",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.n_layers=1",
-    "model.latent_dim=8",
-    "train.batch_size=16",
-    "train.lr=0.003",
-]
+from tests.helpers import REPO  # noqa: E402  (after the environment is set)
 
 
 @pytest.fixture
@@ -38,13 +26,10 @@ def params_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def small_synth():
     """A synth config small enough for unit tests."""
-    from misr.config import load_params
+    from tests.helpers import params
 
-    params = load_params(
-        REPO / "params.yaml",
-        ["data.synth.n_clips={train: 60, valid: 20, test: 20}", "data.synth.audio_frames=[4, 12]", "data.synth.visual_frames=[5, 9]"],
-    )
-    return params.data.synth
+    synth = ["data.synth.n_clips={train: 60, valid: 20, test: 20}", "data.synth.audio_frames=[4, 12]", "data.synth.visual_frames=[5, 9]"]
+    return params(*synth).data.synth
 
 
 @pytest.fixture(scope="session")

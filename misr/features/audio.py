@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from misr.corpus import Clip
+from misr.data.corpus import Clip
+from misr.data.media import read_audio
 from misr.features.base import Extractor
-from misr.media import read_audio
 
 F0_RANGE = (60.0, 500.0)
 VOICED = 0.45  # periodicity above which a frame counts as voiced
@@ -28,9 +28,9 @@ class LibrosaExtractor(Extractor):
     modality = "audio"
     version = "1"
 
-    def __init__(self, params):
-        super().__init__(params)
-        self.cfg = params.features.audio
+    def __init__(self, features):
+        super().__init__(features)
+        self.cfg = features.audio
         self.hop = int(round(self.cfg.sample_rate / self.cfg.frame_rate))
         # long enough for two periods of the lowest f0, and a power of two for the FFT
         need = max(2 * self.hop, int(2 * self.cfg.sample_rate / F0_RANGE[0]) + 1)
@@ -43,10 +43,16 @@ class LibrosaExtractor(Extractor):
         names = []
         for f in self.cfg.features:
             names += {
-                "mfcc": [f"mfcc_{i + 1}" for i in range(self.cfg.n_mfcc)], "f0": ["f0_hz"], "voicing": ["voicing"],
-                "rms": ["rms_db"], "centroid": ["centroid_hz"], "bandwidth": ["bandwidth_hz"], "rolloff": ["rolloff_hz"],
-                "flatness": ["flatness"], "zcr": ["zcr"],
-            }[f]  # fmt: skip
+                "mfcc": [f"mfcc_{i + 1}" for i in range(self.cfg.n_mfcc)],
+                "f0": ["f0_hz"],
+                "voicing": ["voicing"],
+                "rms": ["rms_db"],
+                "centroid": ["centroid_hz"],
+                "bandwidth": ["bandwidth_hz"],
+                "rolloff": ["rolloff_hz"],
+                "flatness": ["flatness"],
+                "zcr": ["zcr"],
+            }[f]
         return names
 
     def extract(self, clip: Clip) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar
 
-from misr.config import Params
-from misr.corpus import Clip
+from misr.config import FeaturesConfig
+from misr.data.corpus import Clip
 from misr.store import ExtractorInfo
 
 
@@ -20,8 +20,8 @@ class Extractor:
     modality: ClassVar[str]  # text | audio | visual
     version: ClassVar[str]
 
-    def __init__(self, params: Params):
-        self.params = params
+    def __init__(self, features: FeaturesConfig):
+        self.settings = features  # the whole features section of params.yaml
 
     def config(self) -> dict[str, Any]:
         """The settings that change the output (part of the cache key)."""
@@ -39,7 +39,7 @@ class Extractor:
         return file_sha256
 
     def extract(self, clip: Clip) -> dict[str, Any]:
-        """One record for the store; raises `misr.media.ClipError` when this clip cannot be done."""
+        """One record for the store; raises `misr.data.media.ClipError` when this clip cannot be done."""
         raise NotImplementedError
 
 

@@ -13,14 +13,34 @@ from typing import Any
 
 import numpy as np
 
-from misr.corpus import Clip
+from misr.data.corpus import Clip
+from misr.data.media import ClipError, read_video
 from misr.errors import MisrError
 from misr.features.base import Extractor
 from misr.features.visual import normalise
-from misr.media import ClipError, read_video
 
-PYFEAT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12",
-              "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43")  # fmt: skip
+PYFEAT_AUS = (
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU11",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
+    "AU28",
+    "AU43",
+)
 
 
 class PyFeatExtractor(Extractor):
@@ -28,9 +48,9 @@ class PyFeatExtractor(Extractor):
     modality = "visual"
     version = "1"
 
-    def __init__(self, params):
-        super().__init__(params)
-        self.cfg = params.features.visual
+    def __init__(self, features):
+        super().__init__(features)
+        self.cfg = features.visual
         try:
             import feat  # noqa: F401
         except ImportError:
@@ -46,8 +66,15 @@ class PyFeatExtractor(Extractor):
         return {"frame_rate": self.cfg.frame_rate, "py_feat": getattr(feat, "__version__", "unknown"), "au_model": "xgb"}
 
     def feature_names(self) -> list[str]:
-        return ["face", *(f"x{i}" for i in range(68)), *(f"y{i}" for i in range(68)), "pose_yaw", "pose_pitch", "pose_roll",
-                *(f"{a}_r" for a in PYFEAT_AUS)]  # fmt: skip
+        return [
+            "face",
+            *(f"x{i}" for i in range(68)),
+            *(f"y{i}" for i in range(68)),
+            "pose_yaw",
+            "pose_pitch",
+            "pose_roll",
+            *(f"{a}_r" for a in PYFEAT_AUS),
+        ]
 
     def extract(self, clip: Clip) -> dict[str, Any]:
         from feat import Detector
@@ -72,4 +99,9 @@ class PyFeatExtractor(Extractor):
             out[row, 140:] = [float(best.get(a, 0.0)) * 5.0 for a in PYFEAT_AUS]  # py-feat gives [0, 1]
         if not out[:, 0].any():
             raise ClipError("visual", "NoFace", f"py-feat found no face in {clip.path.name}")
-        return {"clip_key": clip.key, "frames": np.nan_to_num(out), "frame_rate": self.cfg.frame_rate, "face_ratio": float(out[:, 0].mean())}
+        return {
+            "clip_key": clip.key,
+            "frames": np.nan_to_num(out),
+            "frame_rate": self.cfg.frame_rate,
+            "face_ratio": float(out[:, 0].mean()),
+        }

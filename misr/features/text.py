@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from misr.corpus import Clip
+from misr.data.corpus import Clip
+from misr.data.media import ClipError
 from misr.errors import MisrError
 from misr.features.base import Extractor, text_hash
-from misr.media import ClipError
 
 
 @functools.lru_cache(maxsize=4)
@@ -41,9 +41,9 @@ class BertTokenizerExtractor(Extractor):
     modality = "text"
     version = "1"
 
-    def __init__(self, params):
-        super().__init__(params)
-        self.cfg = params.features.text
+    def __init__(self, features):
+        super().__init__(features)
+        self.cfg = features.text
         self.folder = model_folder(self.cfg.tokenizer)
 
     def config(self) -> dict[str, Any]:

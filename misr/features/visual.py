@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from misr.corpus import Clip
+from misr.data.corpus import Clip
+from misr.data.media import ClipError, read_video
 from misr.features.base import Extractor
-from misr.media import ClipError, read_video
 
 # (name, measure, neutral, span): measures are defined in `au_measures`
 AU_TABLE = (
@@ -49,7 +49,14 @@ AU_TABLE = (
 )
 # a generic 3D face (arbitrary units) for the pose: nose tip, chin, eye corners, mouth corners
 _MODEL_3D = np.array(
-    [(0.0, 0.0, 0.0), (0.0, -330.0, -65.0), (-225.0, 170.0, -135.0), (225.0, 170.0, -135.0), (-150.0, -150.0, -125.0), (150.0, -150.0, -125.0)]
+    [
+        (0.0, 0.0, 0.0),
+        (0.0, -330.0, -65.0),
+        (-225.0, 170.0, -135.0),
+        (225.0, 170.0, -135.0),
+        (-150.0, -150.0, -125.0),
+        (150.0, -150.0, -125.0),
+    ]
 )
 _POSE_POINTS = [30, 8, 36, 45, 48, 54]
 
@@ -82,7 +89,15 @@ def _load_dlib():
 
 
 def feature_names() -> list[str]:
-    return ["face", *(f"x{i}" for i in range(68)), *(f"y{i}" for i in range(68)), "pose_yaw", "pose_pitch", "pose_roll", *(a[0] for a in AU_TABLE)]
+    return [
+        "face",
+        *(f"x{i}" for i in range(68)),
+        *(f"y{i}" for i in range(68)),
+        "pose_yaw",
+        "pose_pitch",
+        "pose_roll",
+        *(a[0] for a in AU_TABLE),
+    ]
 
 
 class LandmarkExtractor(Extractor):
@@ -90,9 +105,9 @@ class LandmarkExtractor(Extractor):
     modality = "visual"
     version = "1"
 
-    def __init__(self, params):
-        super().__init__(params)
-        self.cfg = params.features.visual
+    def __init__(self, features):
+        super().__init__(features)
+        self.cfg = features.visual
 
     def config(self) -> dict[str, Any]:
         return {"frame_rate": self.cfg.frame_rate, "detect_every": self.cfg.detect_every, "aus": [list(a) for a in AU_TABLE]}
@@ -138,10 +153,10 @@ def track_landmarks(frames: list[np.ndarray], detect_every: int) -> tuple[np.nda
         if anchor is not None and previous is not None:
             # follow: the detector's box (the shape predictor was trained on such boxes), moved with the face
             shift = previous.mean(axis=0) - anchor
-            l, t, r, b = box + np.array([shift[0], shift[1], shift[0], shift[1]])
+            left, top, right, bottom = box + np.array([shift[0], shift[1], shift[0], shift[1]])
         else:
-            l, t, r, b = box
-        shape = predictor(gray, dlib.rectangle(int(round(l)), int(round(t)), int(round(r)), int(round(b))))
+            left, top, right, bottom = box
+        shape = predictor(gray, dlib.rectangle(int(round(left)), int(round(top)), int(round(right)), int(round(bottom))))
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         if anchor is None:
             anchor = pts.mean(axis=0)
@@ -165,7 +180,7 @@ def normalise(landmarks: np.ndarray) -> np.ndarray:
 
 def au_measures(p: np.ndarray) -> dict[str, np.ndarray]:
     """Geometric measures in inter-ocular units from normalised landmarks [N, 68, 2] (y downwards)."""
-    x, y = p[..., 0], p[..., 1]
+    y = p[..., 1]
 
     def dist(a: int, b: int) -> np.ndarray:
         return np.linalg.norm(p[:, a] - p[:, b], axis=1)

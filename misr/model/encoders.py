@@ -82,7 +82,7 @@ class BertTextEncoder(nn.Module):
             self.bert.eval()
         self.encoder = SequenceEncoder(self.bert.config.hidden_size, d_model, **kw)
 
-    def train(self, mode: bool = True) -> "BertTextEncoder":
+    def train(self, mode: bool = True) -> BertTextEncoder:
         super().train(mode)
         if not self.finetune:
             self.bert.eval()  # a frozen encoder keeps its dropout off

@@ -1,0 +1,158 @@
+"""A raw corpus in the MMSA-FET layout: `Raw/<video_id>/<clip_id>.<ext>` and `label.csv`.
+
+label.csv columns: video_id, clip_id, text, label, mode (train/valid/test); optional label_T,
+label_A, label_V, annotation. Each row is checked on its own: a bad row (a label that is not a number
+or out of range, an empty or non-UTF-8 transcript, a duplicated clip, an id that would reach outside
+the corpus, a missing video file) becomes a quarantine record with its reason, and the other rows
+go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from misr.errors import MisrError
+from misr.evaluation.convention import MOSI, Convention
+from misr.store import clip_key
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv")
+REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
+
+
+@dataclass
+class Clip:
+    key: str
+    video_id: str
+    clip_id: str
+    path: Path
+    text: str
+    split: str
+    label: float
+    label_T: float | None = None
+    label_A: float | None = None
+    label_V: float | None = None
+    annotation: str | None = None
+
+    def clip_row(self) -> dict[str, Any]:
+        return {
+            "clip_key": self.key, "video_id": self.video_id, "clip_id": self.clip_id, "split": self.split,
+            "text": self.text, "label": self.label, "label_T": self.label_T, "label_A": self.label_A,
+            "label_V": self.label_V, "annotation": self.annotation,
+        }
+
+
+def problem(key: str, kind: str, message: str) -> dict[str, str]:
+    return {"clip_key": key, "stage": "corpus", "error": kind, "message": message}
+
+
+def check_root(raw_dir: str | Path) -> Path:
+    """The corpus's label.csv, or a clear error when the folder is not a corpus."""
+    root = Path(raw_dir)
+    table = root / "label.csv"
+    if not root.is_dir():
+        raise MisrError(f"no raw corpus at {root}", hint="point data.datasets.<name>.raw_dir at a folder holding Raw/ and label.csv")
+    if not table.exists():
+        raise MisrError(f"{root} has no label.csv", hint="the MMSA-FET layout: Raw/<video_id>/<clip_id>.mp4 and label.csv")
+    return table
+
+
+def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[list[Clip], list[dict[str, str]]]:
+    """The valid clips of a corpus and a quarantine record for every row that is not."""
+    root = Path(raw_dir)
+    table = check_root(root)
+    raw = table.read_bytes()
+    # undecodable bytes survive as surrogates, so one bad transcript does not sink the file
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig", errors="surrogateescape")))
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise MisrError(f"{table} lacks the column(s) {', '.join(missing)} (has: {', '.join(reader.fieldnames or [])})")
+    rows = list(reader)
+    videos = (root / "Raw").resolve()
+    limit = convention.label_limit
+
+    counts: dict[str, int] = {}
+    for row in rows:
+        k = clip_key((row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip())
+        counts[k] = counts.get(k, 0) + 1
+
+    clips, problems = [], []
+    for line, row in enumerate(rows, start=2):
+        video_id, clip_id = (row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip()
+        key = clip_key(video_id, clip_id)
+        where = f"label.csv line {line}"
+        if counts[key] > 1:
+            problems.append(problem(key, "DuplicateClip", f"{where}: clip {key!r} appears {counts[key]} times; every copy is set aside"))
+            continue
+        bad_id = next((i for i in (video_id, clip_id) if not _safe_id(i)), None)
+        if bad_id is not None:
+            problems.append(problem(key, "UnsafePath", f"{where}: id {bad_id!r} is empty or would reach outside the corpus"))
+            continue
+        text = row.get("text") or ""
+        if _has_undecodable(text):
+            problems.append(problem(key, "BadTranscript", f"{where}: the transcript is not valid UTF-8"))
+            continue
+        if not text.strip():
+            problems.append(problem(key, "EmptyTranscript", f"{where}: the transcript is empty"))
+            continue
+        split = (row.get("mode") or "").strip()
+        if split not in ("train", "valid", "test"):
+            problems.append(problem(key, "BadSplit", f"{where}: mode {split!r} is not train, valid or test"))
+            continue
+        labels, label_error = {}, None
+        for col in ("label", "label_T", "label_A", "label_V"):
+            value = (row.get(col) or "").strip()
+            if col != "label" and value == "":
+                labels[col] = None
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                label_error = ("BadLabel", f"{where}: {col} {value!r} is not a number")
+                break
+            if not math.isfinite(number) or abs(number) > limit:
+                label_error = ("LabelOutOfRange", f"{where}: {col} {value} is outside [-{limit:g}, {limit:g}]")
+                break
+            labels[col] = number
+        if label_error:
+            problems.append(problem(key, *label_error))
+            continue
+        path = find_video(videos, video_id, clip_id)
+        if path is None:
+            problems.append(problem(key, "MissingFile", f"{where}: no video Raw/{video_id}/{clip_id}.* ({', '.join(VIDEO_EXTENSIONS)})"))
+            continue
+        if not _inside(path, videos):
+            problems.append(problem(key, "UnsafePath", f"{where}: Raw/{video_id}/{path.name} resolves outside the corpus ({path.resolve()})"))
+            continue
+        clips.append(Clip(key, video_id, clip_id, path, text.strip(), split, annotation=(row.get("annotation") or None), **labels))
+    return clips, problems
+
+
+def find_video(videos: Path, video_id: str, clip_id: str) -> Path | None:
+    """The clip's file, whatever its container: the first of VIDEO_EXTENSIONS that exists."""
+    folder = videos / video_id
+    for ext in VIDEO_EXTENSIONS:
+        candidate = folder / f"{clip_id}{ext}"
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return None
+
+
+def _safe_id(value: str) -> bool:
+    return bool(value) and value not in (".", "..") and "/" not in value and "\\" not in value and "\x00" not in value
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _has_undecodable(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)

@@ -1,0 +1,228 @@
+"""The model card: what was trained on what, how well it does, and exactly which code and data produced it.
+
+Written by `misr evaluate` (EVAL_DIR/model_card.md and .json); `misr register` completes a copy with
+the gate's decision and, once committed, the commit that holds the model's code, dvc.lock and reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import platform
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from misr.config import DatasetConfig, EvaluateConfig
+from misr.store import FeatureStore
+from misr.util.atomic import is_temporary
+from misr.util.proc import git_state
+
+if TYPE_CHECKING:
+    from misr.evaluation.scoring import Evaluated
+
+# The files that make the code of a model: "uncommitted changes" in a card means changes to these.
+CODE_PATHS = ("misr", "pipelines", "dvc.yaml", "params.yaml", "pyproject.toml")
+
+
+PACKAGES = ("misr", "torch", "numpy", "pyarrow", "prefect", "dvc", "gto", "dvclive", "transformers", "librosa", "av", "dlib-bin")
+
+
+def tree_sha256(path: Path) -> str | None:
+    """Content hash of a file or folder (relative paths and bytes), independent of timestamps."""
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not is_temporary(p))
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def dvc_lock_hashes(repo: Path, paths: dict[str, Path]) -> dict[str, str | None]:
+    """The md5 that dvc.lock records for each path (DVC's own hash), where the pipeline produced it."""
+    lock = repo / "dvc.lock"
+    found: dict[str, str | None] = {name: None for name in paths}
+    if not lock.exists():
+        return found
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    wanted = {name: os.path.normpath(str(p)) for name, p in paths.items()}
+    for stage in stages.values():
+        for entry in (stage.get("outs") or []) + (stage.get("deps") or []):
+            for name, rel in wanted.items():
+                if os.path.normpath(entry.get("path", "")) == rel and entry.get("md5"):
+                    found[name] = entry["md5"]
+    return found
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluate_cfg: EvaluateConfig) -> dict[str, Any]:
+    """Everything an auditor needs to re-create the model: data, settings, metrics, hashes, provenance."""
+    repo = Path.cwd()
+    convention = ev.settings.convention
+    fs = FeatureStore(ev.store_dir)
+    clips = fs.clips().to_pylist()
+    distribution: dict[str, Any] = {}
+    for split in ("train", "valid", "test"):
+        labels = np.array([c["label"] for c in clips if c["split"] == split], dtype=float)
+        if labels.size:
+            classes = convention.class_of(labels)
+            distribution[split] = {
+                "clips": int(labels.size),
+                "positive": int((labels > 0).sum()),
+                "neutral": int((labels == 0).sum()),
+                "negative": int((labels < 0).sum()),
+                "mean": float(labels.mean()),
+                "classes": {str(c): int((classes == c).sum()) for c in convention.classes},
+            }
+    paths = {"raw_data": dataset.raw_dir, "features": Path(ev.store_dir), "model": Path(ev.model_dir)}
+    rel = {k: Path(os.path.relpath(v, repo)) for k, v in paths.items() if v is not None}
+    lock = dvc_lock_hashes(repo, rel)
+    hashes = {
+        name: {
+            "path": str(p) if p is not None else None,
+            "dvc_md5": lock.get(name),
+            "sha256": tree_sha256(Path(p)) if p is not None else None,
+        }
+        for name, p in paths.items()
+    }
+    seeds = ev.summary["seeds"]
+    settings = yaml.safe_load(ev.settings.to_yaml())
+    return {
+        "model": ev.settings.model.name,
+        "artifact": None,  # the registry's name for it, filled in by `misr register`
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": dataset_name,
+            "source": dataset.source,
+            "convention": convention.name,
+            "quarantined_clips": fs.errors().num_rows,
+            "label_distribution": distribution,
+        },
+        "metrics": {split: {"mean": m["mean"], "std": m["std"]} for split, m in ev.metrics.items() if split in ev.splits},
+        "baseline": ev.metrics["train_mean_baseline"],
+        "robustness": ev.robustness,
+        "training": {
+            "device": ev.summary["device"],
+            "world_size": ev.summary["world_size"],
+            "seconds": float(sum(s["seconds"] for s in seeds.values())),
+            "seeds": {
+                k: {"best_epoch": v["best_epoch"], "best_valid_mae": v["best_valid_mae"], "epochs_run": v["epochs_run"]}
+                for k, v in seeds.items()
+            },
+        },
+        "params": {**settings, "evaluate": evaluate_cfg.model_dump(mode="json")},
+        "environment": {"python": platform.python_version(), "platform": platform.platform(), "packages": package_versions()},
+        "git": {**git_state(repo, CODE_PATHS), "code_md5": code_hashes(repo, f"train@{dataset_name}")},
+        "hashes": hashes,
+        "registration": None,
+    }
+
+
+def code_hashes(repo: Path, stage: str) -> dict[str, str]:
+    """The md5 that dvc.lock records for each code dependency of `stage` (DVC's own hash of the code)."""
+    lock = repo / "dvc.lock"
+    if not lock.exists():
+        return {}
+    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage, {})
+    return {d["path"]: d["md5"] for d in entry.get("deps") or [] if not d["path"].startswith("data/") and d.get("md5")}
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    keys = ["Has0_acc_2", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"]
+    title = f"{card['artifact']} ({card['model']})" if card.get("artifact") else card["model"]
+    lines = [f"# Model card: {title}", "", f"Created {card['created']}.", ""]
+    ds = card["dataset"]
+    lines += [
+        "## Data",
+        "",
+        f"Data set `{ds['name']}` ({ds['source']}, {ds['convention']} labels); {ds['quarantined_clips']} clip(s) quarantined.",
+        "",
+    ]
+    lines += ["| split | clips | positive | neutral | negative | mean label |", "|---|---|---|---|---|---|"]
+    for split, d in ds["label_distribution"].items():
+        lines.append(f"| {split} | {d['clips']} | {d['positive']} | {d['neutral']} | {d['negative']} | {d['mean']:.3f} |")
+    lines += ["", "## Metrics (mean +- std over seeds)", ""]
+    first = next(iter(card["metrics"].values()))["mean"]
+    keys = [k for k in keys if k in first] or list(first)
+    lines += ["| split | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for split, m in card["metrics"].items():
+        lines.append(f"| {split} | " + " | ".join(f"{m['mean'][k]:.3f} +- {m['std'][k]:.3f}" for k in keys) + " |")
+    lines += ["", f"Validation MAE of predicting the training mean: {card['baseline']['valid_MAE']:.3f}.", ""]
+    rob = card.get("robustness")
+    if rob:
+        lines += [
+            "## Robustness (test)",
+            "",
+            f"Conflict rule: {rob['conflict_rule']}.",
+            "",
+            "| subset | clips | MAE | Non0_acc_2 |",
+            "|---|---|---|---|",
+        ]
+        for name, m in rob["subsets"].items():
+            lines.append(f"| {name} | {m['n']} | {m.get('MAE', float('nan')):.3f} | {m.get('Non0_acc_2', float('nan')):.3f} |")
+        lines += ["", "| modality zeroed | MAE | Non0_acc_2 |", "|---|---|---|"]
+        for name, m in rob["zeroed"].items():
+            lines.append(f"| {name} | {m.get('MAE', float('nan')):.3f} | {m.get('Non0_acc_2', float('nan')):.3f} |")
+        lines.append("")
+    tr = card["training"]
+    lines += ["## Training", "", f"Device {tr['device']} ({tr['world_size']} process(es)), {tr['seconds']:.0f} s in all.", ""]
+    for seed, s in tr["seeds"].items():
+        lines.append(f"- seed {seed}: best validation MAE {s['best_valid_mae']:.4f} at epoch {s['best_epoch']} of {s['epochs_run']}")
+    lines += ["", "## Provenance", "", provenance_line(card["git"]), ""]
+    lines += ["| what | path | DVC md5 (dvc.lock) | sha256 of the content |", "|---|---|---|---|"]
+    for name, h in card["hashes"].items():
+        lines.append(f"| {name} | {h['path']} | {h['dvc_md5'] or 'not in dvc.lock'} | {h['sha256'] or 'absent'} |")
+    env = card["environment"]
+    lines += [
+        "",
+        f"Python {env['python']} on {env['platform']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v) + ".",
+        "",
+    ]
+    reg = card.get("registration")
+    lines += ["## Registration", ""]
+    if reg:
+        lines += [
+            f"Gate decision: **{'promote' if reg['promote'] else 'do not promote'}** to `{reg['stage']}`"
+            + (f" (now holding {reg['prod_version']})" if reg.get("prod_version") else " (empty until now)")
+            + ".",
+            "",
+        ]
+        lines += [f"- {r}" for r in reg["reasons"]] + [""]
+        lines += ["A promoted model is the commit that the GTO tags of this decision point to (`gto show`).", ""]
+    else:
+        lines += ["Not decided yet: `misr register` applies the promotion gate.", ""]
+    lines += ["## Parameters", "", "```yaml", _params_yaml(card["params"]).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _params_yaml(params: dict[str, Any]) -> str:
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def provenance_line(git: dict[str, Any]) -> str:
+    """Which commit holds the code (and, once registered, the data) this card describes."""
+    line = f"Code at git commit `{git.get('commit')}`"
+    if git.get("code_dirty"):
+        line += " with uncommitted changes to the code"
+    elif git.get("code_dirty") is None:
+        line += " (git could not tell whether the code was committed)"
+    if git.get("registered_commit"):
+        line += f"; code, dvc.lock and these reports committed together as `{git['registered_commit']}`"
+    return line + "."

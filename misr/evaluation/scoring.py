@@ -1,0 +1,75 @@
+"""Scoring a trained model: every seed's best checkpoint on each split, the mean and spread over seeds.
+
+Checkpoints were chosen on the validation split during training; test is only scored here. The label
+convention and the batch size are the ones the model was trained with (they travel in its checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from misr.config import EvaluateConfig
+from misr.errors import MisrError
+from misr.evaluation.robustness import robustness_report
+from misr.store import FeatureStore, SplitData
+from misr.training.batches import Batches
+from misr.training.checkpoints import RunSettings, load_best
+from misr.training.inference import predict, score
+
+
+@dataclass
+class Evaluated:
+    settings: RunSettings
+    store_dir: Path
+    model_dir: Path
+    summary: dict[str, Any]  # the model's summary.json
+    splits: dict[str, SplitData]
+    per_seed: dict[str, dict[str, dict[str, float]]]  # split -> seed -> metrics
+    metrics: dict[str, Any]  # split -> mean/std over seeds, and the training-mean baseline
+    mean_preds: dict[str, np.ndarray]  # split -> the seeds' mean prediction per clip
+    robustness: dict[str, Any] | None
+
+    @property
+    def seeds(self) -> list[str]:
+        return list(self.summary["seeds"])
+
+
+def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: str | Path) -> Evaluated:
+    store_dir, model_dir = Path(store_dir), Path(model_dir)
+    summary_path = model_dir / "summary.json"
+    if not summary_path.exists():
+        raise MisrError(f"no trained model in {model_dir} (summary.json missing)", hint="run `misr train` first")
+    summary = json.loads(summary_path.read_text())
+    loaded = [load_best(model_dir / f"seed-{seed}") for seed in summary["seeds"]]
+    models = [model for model, _ in loaded]
+    settings: RunSettings = loaded[0][1]["settings"]
+    convention, batch_size = settings.convention, settings.train.batch_size
+    fs = FeatureStore(store_dir)
+    splits = {s: fs.load_split(s) for s in evaluate_cfg.splits}
+
+    per_seed: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
+    preds: dict[str, list[np.ndarray]] = {s: [] for s in splits}
+    for seed, model in zip(summary["seeds"], models, strict=True):
+        for split, data in splits.items():
+            p = predict(model, Batches(data, torch.device("cpu")), batch_size)
+            preds[split].append(p)
+            per_seed[split][seed] = score(p, data.labels.numpy(), convention)
+    metrics: dict[str, Any] = {}
+    for split, by_seed in per_seed.items():
+        keys = next(iter(by_seed.values())).keys()
+        metrics[split] = {
+            "mean": {k: float(np.mean([m[k] for m in by_seed.values()])) for k in keys},
+            "std": {k: float(np.std([m[k] for m in by_seed.values()])) for k in keys},
+        }
+    metrics["train_mean_baseline"] = {"valid_MAE": summary["train_mean_valid_mae"]}
+    robustness = None
+    if evaluate_cfg.robustness and "test" in splits:
+        robustness = robustness_report(models, splits["test"], convention, batch_size)
+    mean_preds = {s: np.mean(p, axis=0) for s, p in preds.items()}
+    return Evaluated(settings, store_dir, model_dir, summary, splits, per_seed, metrics, mean_preds, robustness)

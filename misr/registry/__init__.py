@@ -1,0 +1,1 @@
+"""Model registration: the promotion gate with GTO tags, and retraining when new data lands."""

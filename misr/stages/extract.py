@@ -1,0 +1,200 @@
+"""Stage extract: a raw corpus into the feature store. Plan what is missing, extract shards, finish.
+
+`run` is the whole stage; `pipelines/extract.py` passes it a shard runner that makes each shard a
+Prefect task (retries, threads or Dask). Without one, the shards run one after the other here.
+
+A clip is extracted again for a modality only when its source (the video file's sha256, or the
+transcript's for text) or the extractor's configuration hash differs from what the store holds. A
+shard writes one part file per modality, atomically, so a run killed midway loses at most the shards
+in flight; the next run plans only what is still missing. Clips that fail go to the quarantine with
+their reason; every other clip is still done.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from misr.config import FeaturesConfig
+from misr.data.corpus import Clip, read_corpus
+from misr.data.media import ClipError, probe_duration
+from misr.evaluation.convention import Convention
+from misr.features.registry import extractors_for
+from misr.store import MODALITIES, FeatureStore
+from misr.util.hashing import file_sha256, stable_hash
+
+
+@dataclass
+class Plan:
+    clips: list[Clip]  # every valid clip of the corpus
+    problems: list[dict[str, str]]  # corpus rows set aside (the quarantine's 'corpus' stage)
+    hashes: dict[str, str]  # clip key -> sha256 of its video file
+    todo: dict[str, list[str]]  # clip key -> modalities still to extract
+    shards: list[list[str]]  # clip keys, shard by shard
+
+    @property
+    def by_key(self) -> dict[str, Clip]:
+        return {c.key: c for c in self.clips}
+
+    def jobs(self) -> list[Shard]:
+        by_key = self.by_key
+        return [
+            Shard(i, [by_key[k] for k in keys], {k: self.todo[k] for k in keys}, {k: self.hashes[k] for k in keys})
+            for i, keys in enumerate(self.shards)
+        ]
+
+
+@dataclass
+class Shard:
+    """One unit of extraction work: some clips and, per clip, the modalities still to extract."""
+
+    index: int
+    clips: list[Clip]
+    todo: dict[str, list[str]]
+    hashes: dict[str, str]
+
+
+@dataclass
+class ShardResult:
+    index: int
+    done: dict[str, int] = field(default_factory=dict)  # modality -> clips written
+    errors: list[dict[str, str]] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+
+ShardRunner = Callable[[FeaturesConfig, Path, list[Shard]], Iterable[ShardResult]]
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def run(
+    features: FeaturesConfig,
+    convention: Convention,
+    raw_dir: str | Path,
+    store_dir: str | Path,
+    run_shards: ShardRunner | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
+    the_plan = plan(features, convention, raw_dir, store_dir)
+    jobs = the_plan.jobs()
+    total = sum(len(job.clips) for job in jobs)
+    if progress:
+        progress("plan", {"clips": len(the_plan.clips), "todo": total, "shards": len(jobs)})
+    errors: list[dict[str, str]] = []
+    for result in (run_shards or run_here)(features, Path(store_dir), jobs):
+        errors += result.errors
+        if progress:
+            progress("shard", {"clips": len(jobs[result.index].clips), "errors": len(result.errors)})
+    summary = finish(store_dir, the_plan, errors)
+    return {**summary, "extracted": total, "shards": len(jobs)}
+
+
+def run_here(features: FeaturesConfig, store_dir: Path, jobs: list[Shard]) -> Iterable[ShardResult]:
+    for job in jobs:
+        yield extract_shard(features, store_dir, job)
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
+    """The summary as (what, count) rows, for the CLI and the flow's artifact."""
+    rows = [
+        ("clips in label.csv", summary["clips"]),
+        ("extracted this run", summary["extracted"]),
+        ("complete in the store", summary["complete"]),
+        ("quarantined", summary["quarantined"]),
+    ]
+    return rows + [(f"quarantine {k}", v) for k, v in sorted(summary["by_error"].items())]
+
+
+def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path) -> Plan:
+    clips, problems = read_corpus(raw_dir, convention)
+    store = FeatureStore(store_dir)
+    store.remove_stale_tmp()
+    extractors = extractors_for(features)
+    present = {m: store.present(m) for m in MODALITIES}
+    hashes, todo = {}, {}
+    for clip in clips:
+        try:
+            hashes[clip.key] = file_sha256(clip.path)
+        except OSError as exc:
+            problems.append(
+                {"clip_key": clip.key, "stage": "corpus", "error": "UnreadableFile", "message": f"{clip.path}: {exc.strerror or exc}"}
+            )
+            continue
+        need = [
+            m for m, ex in extractors.items() if present[m].get(clip.key) != (ex.source_hash(clip, hashes[clip.key]), ex.info.config_hash)
+        ]
+        if need:
+            todo[clip.key] = need
+    good = [c for c in clips if c.key in hashes]
+    keys = [c.key for c in good if c.key in todo]
+    size = features.shard_size
+    return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)])
+
+
+def shard_name(keys: list[str], todo: dict[str, list[str]], hashes: dict[str, str]) -> str:
+    return "shard-" + stable_hash([(k, hashes[k], todo[k]) for k in keys], length=12)
+
+
+def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard) -> ShardResult:
+    """Extract every missing modality of the shard's clips and write one part per modality."""
+    clips, todo, hashes = shard.clips, shard.todo, shard.hashes
+    store = FeatureStore(store_dir)
+    extractors = extractors_for(features)
+    result = ShardResult(shard.index)
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in MODALITIES}
+    for clip in clips:
+        for m in todo[clip.key]:
+            ex = extractors[m]
+            try:
+                rec = ex.extract(clip)
+            except ClipError as exc:
+                result.errors.append({"clip_key": clip.key, "stage": exc.stage, "error": exc.kind, "message": exc.message})
+                continue
+            except Exception as exc:  # one clip's unexpected failure must not cost the shard's other clips
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                result.errors.append(
+                    {
+                        "clip_key": clip.key,
+                        "stage": m,
+                        "error": type(exc).__name__,
+                        "message": f"{exc} (at {Path(where.filename).name}:{where.lineno})",
+                    }
+                )
+                continue
+            rec["source_sha256"] = ex.source_hash(clip, hashes[clip.key])
+            records[m].append(rec)
+    name = shard_name([c.key for c in clips], todo, hashes)
+    for m, recs in records.items():
+        if recs:
+            result.parts.append(str(store.write_modality(m, recs, extractors[m].info, name=name)))
+            result.done[m] = len(recs)
+    return result
+
+
+def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) -> dict[str, Any]:
+    """Write clips.parquet and the quarantine for the corpus as it is now; drop superseded parts."""
+    store = FeatureStore(store_dir)
+    rows = []
+    for clip in the_plan.clips:
+        rows.append({**clip.clip_row(), "source_sha256": the_plan.hashes[clip.key], "duration": probe_duration(clip.path)})
+    quarantine = the_plan.problems + errors
+    if rows:
+        store.write_clips(rows, replace=True)
+    store.write_errors(quarantine, replace=True)
+    pruned = sum(len(store.prune(m)) for m in MODALITIES)
+    present = {m: store.present(m) for m in MODALITIES}
+    bad = {q["clip_key"] for q in quarantine}
+    complete = sum(1 for c in the_plan.clips if c.key not in bad and all(c.key in present[m] for m in MODALITIES))
+    by_kind: dict[str, int] = {}
+    for q in quarantine:
+        by_kind[f"{q['stage']}:{q['error']}"] = by_kind.get(f"{q['stage']}:{q['error']}", 0) + 1
+    return {
+        "clips": len(the_plan.clips) + len({p["clip_key"] for p in the_plan.problems}),
+        "complete": complete,
+        "quarantined": len(bad),
+        "by_error": by_kind,
+        "pruned_parts": pruned,
+    }

@@ -1,0 +1,54 @@
+"""Stage train: every seed of `train.seeds`, checkpointed and resumable (see `misr.training.loop`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+from misr.evaluation.convention import Convention
+from misr.training.checkpoints import RunSettings
+from misr.training.loop import Progress, SeedRunner, train
+from misr.training.setup import resolve_input_spec
+
+SUMMARY_COLUMNS = ("seed", "best valid MAE", "epoch", "train-mean valid MAE", "epochs", "seconds")
+
+
+def run(
+    model: ModelConfig,
+    train_cfg: TrainConfig,
+    features: FeaturesConfig,
+    convention: Convention,
+    store_dir: str | Path,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+    run_seed: SeedRunner | None = None,
+) -> dict[str, Any]:
+    """Train `model.name` on the store into `out_dir`; returns the summary (also summary.json).
+
+    `features` is not used to train: it travels in the checkpoints, so that `misr predict` extracts
+    a new video as the training data was extracted. `run_seed` lets an orchestrator run each seed
+    (e.g. a Prefect task with retries); by default the seeds run one after the other here.
+    """
+    settings = RunSettings(model=model, train=train_cfg, features=features, convention=convention)
+    return train(settings, store_dir, out_dir, progress=progress, run_seed=run_seed)
+
+
+def check_inputs(model: ModelConfig, store_dir: str | Path) -> None:
+    """Fail fast, before any process group or flow starts: the store exists and fits the model."""
+    resolve_input_spec(model, store_dir)
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The summary as table rows under SUMMARY_COLUMNS (for the CLI and the flow's artifact)."""
+    return [
+        [
+            seed,
+            f"{r['best_valid_mae']:.4f}",
+            str(r["best_epoch"]),
+            f"{r['train_mean_valid_mae']:.4f}",
+            str(r["epochs_run"]),
+            f"{r['seconds']:.1f}",
+        ]
+        for seed, r in summary["seeds"].items()
+    ]

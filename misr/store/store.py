@@ -1,0 +1,213 @@
+"""The feature store folder: where each table lives, and the operations the pipeline performs on it.
+
+    <store>/clips.parquet          one row per clip: ids, split, transcript, labels, source hash
+    <store>/text/part-*.parquet    clip_key, input_ids, attention_mask[, hidden]
+    <store>/audio/part-*.parquet   clip_key, frames, n_frames, frame_rate
+    <store>/visual/part-*.parquet  clip_key, frames, n_frames, frame_rate, face_ratio
+    <store>/errors.parquet         the quarantine: clip_key, stage, error, message
+
+Writes are atomic (`misr.util.atomic`): a reader, or a crash, never sees half a file. Part files are
+numbered; when a clip appears in several parts (re-extraction), the highest-numbered part wins.
+What the tables hold is in `misr.store.schema`; how they are built and read, in `write` and `read`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from misr.errors import StoreError
+from misr.store import read, write
+from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, SPLITS, ExtractorInfo, SplitData, decode_metadata
+from misr.util import atomic
+
+STALE_TMP_SECONDS = 3600
+
+
+class FeatureStore:
+    """A feature store folder. Creating the object touches nothing; writing creates folders as needed."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------------------- paths
+
+    @property
+    def clips_path(self) -> Path:
+        return self.root / "clips.parquet"
+
+    @property
+    def errors_path(self) -> Path:
+        return self.root / "errors.parquet"
+
+    def modality_dir(self, modality: str) -> Path:
+        if modality not in MODALITIES:
+            raise StoreError(f"unknown modality {modality!r}; the store holds {', '.join(MODALITIES)}")
+        return self.root / modality
+
+    def part_files(self, modality: str) -> list[tuple[int, Path]]:
+        """The visible part files of a modality, oldest first (temporary files are never listed)."""
+        folder = self.modality_dir(modality)
+        if not folder.is_dir():
+            return []
+        found = ((PART_RE.match(p.name), p) for p in folder.iterdir())
+        return sorted((int(m.group(1)), p) for m, p in found if m)
+
+    def exists(self) -> bool:
+        return self.clips_path.exists()
+
+    # ------------------------------------------------------------------------------- writing
+
+    def write_clips(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
+        """Insert or replace clip rows (by clip_key) in clips.parquet; `replace` drops every other row."""
+        new = write.table_from_records(records, CLIPS_SCHEMA, required=("clip_key", "split", "label"))
+        for split in set(new.column("split").to_pylist()):
+            if split not in SPLITS:
+                raise StoreError(f"clip split must be train, valid or test (got {split!r})")
+        table = new if replace else write.upsert(self._read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
+        return write.write_table(self.clips_path, table)
+
+    def write_errors(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
+        """Add quarantine rows (a clip's later error at the same stage replaces its earlier one);
+        `replace` makes these rows the whole quarantine."""
+        new = write.table_from_records(records, ERRORS_SCHEMA, required=("clip_key", "stage", "error"))
+        current = self._read_optional(self.errors_path, ERRORS_SCHEMA)
+        table = new if replace else write.upsert(current, new, ("clip_key", "stage"))
+        return write.write_table(self.errors_path, table)
+
+    def clear_errors(self, clip_keys: Iterable[str], stage: str | None = None) -> None:
+        """Drop quarantine rows of clips that have since been processed successfully."""
+        keys = set(clip_keys)
+        current = self._read_optional(self.errors_path, ERRORS_SCHEMA)
+        if current is None or not keys:
+            return
+        rows = current.to_pylist()
+        kept = [r for r in rows if not (r["clip_key"] in keys and (stage is None or r["stage"] == stage))]
+        if len(kept) != len(rows):
+            write.write_table(self.errors_path, pa.Table.from_pylist(kept, schema=ERRORS_SCHEMA))
+
+    def write_modality(self, modality: str, records: Sequence[Mapping[str, Any]], info: ExtractorInfo, name: str | None = None) -> Path:
+        """Write one part file of a modality for a set of clips, atomically; returns its path.
+
+        Each record holds `clip_key`, `source_sha256` and, for audio/visual, `frames` (array
+        [T, D]) with optional `frame_rate` and `face_ratio`; for text, `input_ids`,
+        `attention_mask` and optionally `hidden` ([L, H]).
+        """
+        folder = self.modality_dir(modality)
+        if not records:
+            raise StoreError(f"no {modality} records to write")
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise StoreError(f"part name {name!r} may hold only letters, digits, '.', '_' and '-'")
+        return write.write_part(folder, write.modality_table(modality, records, info), name)
+
+    def prune(self, modality: str) -> list[Path]:
+        """Delete part files none of whose rows are still live (every clip re-written in a later part)."""
+        parts = self.part_files(modality)
+        keys_of = {seq: read.read_parquet(path, columns=["clip_key"]).column("clip_key").to_pylist() for seq, path in parts}
+        latest = {key: seq for seq, _ in parts for key in keys_of[seq]}
+        removed = []
+        for seq, path in parts:
+            if not any(latest[k] == seq for k in keys_of[seq]):
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    def temporary_files(self) -> list[Path]:
+        folders = [self.root, *(self.root / m for m in MODALITIES)]
+        return [p for folder in folders if folder.is_dir() for p in folder.iterdir() if atomic.is_temporary(p)]
+
+    def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+        """Remove temporary files left by a killed writer (never visible to readers anyway)."""
+        now = time.time()
+        stale = [p for p in self.temporary_files() if now - p.stat().st_mtime > older_than]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        """A small JSON document beside the data (e.g. the synth oracle), written atomically."""
+        return atomic.write_json(self.root / name, payload, sort_keys=True)
+
+    def _read_optional(self, path: Path, schema: pa.Schema) -> pa.Table | None:
+        if not path.exists():
+            return None
+        return read.read_parquet(path).select(schema.names).cast(schema)
+
+    # ------------------------------------------------------------------------------- reading
+
+    def clips(self) -> pa.Table:
+        if not self.root.exists():
+            raise StoreError(f"no feature store at {self.root}", hint="create one with `misr synth` or `misr extract`")
+        if not self.clips_path.exists():
+            raise StoreError(
+                f"{self.root} is not a feature store: it has no clips.parquet", hint="create one with `misr synth` or `misr extract`"
+            )
+        table = read.read_parquet(self.clips_path)
+        missing = [n for n in ("clip_key", "split", "label") if n not in table.column_names]
+        if missing:
+            raise StoreError(f"{self.clips_path} lacks the column(s) {', '.join(missing)}")
+        return table
+
+    def errors(self) -> pa.Table:
+        table = self._read_optional(self.errors_path, ERRORS_SCHEMA)
+        return table if table is not None else ERRORS_SCHEMA.empty_table()
+
+    def present(self, modality: str) -> dict[str, tuple[str, str]]:
+        """clip_key -> (source_sha256, config_hash) of each clip this modality holds (latest part wins)."""
+        out: dict[str, tuple[str, str]] = {}
+        for _, path in self.part_files(modality):
+            table = read.read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
+            for key, src, cfg in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+                out[key] = (src, cfg)
+        return out
+
+    def metadata(self, modality: str) -> list[dict[str, Any]]:
+        """The schema metadata of each part file of a modality, with its path."""
+        out = []
+        for _, path in self.part_files(modality):
+            try:
+                schema = pq.read_schema(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise read.corrupt(path, exc) from None
+            out.append({"path": str(path), **decode_metadata(schema.metadata)})
+        return out
+
+    def splits(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for split in self.clips().column("split").to_pylist():
+            counts[split] = counts.get(split, 0) + 1
+        return counts
+
+    def load_split(
+        self, split: str, modalities: Sequence[str] = MODALITIES, max_frames: Mapping[str, int] | None = None, as_torch: bool = True
+    ) -> SplitData:
+        """One split as padded tensors (see `misr.store.read.load_split`)."""
+        return read.load_split(self, split, modalities, max_frames, as_torch)
+
+    # ------------------------------------------------------------------------------- summary
+
+    def describe(self) -> dict[str, Any]:
+        """A summary for people: clips per split, and per modality files, clips, dimension, extractor."""
+        summary: dict[str, Any] = {"root": str(self.root), "splits": self.splits(), "modalities": {}}
+        for m in MODALITIES:
+            metas = self.metadata(m)
+            if not metas:
+                continue
+            last = metas[-1]
+            summary["modalities"][m] = {
+                "files": len(metas),
+                "clips": len(self.present(m)),
+                "dim": last.get("dim"),
+                "extractor": f"{last.get('extractor')} {last.get('extractor_version')}",
+                "config_hash": last.get("config_hash"),
+                "features": last.get("feature_names", [])[:8],
+            }
+        summary["quarantined"] = self.errors().num_rows
+        summary["temporary_files"] = len(self.temporary_files())
+        return summary

@@ -1,0 +1,1 @@
+"""Training: batches, set-up, the resumable loop, checkpoints, inference."""

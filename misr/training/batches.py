@@ -1,0 +1,110 @@
+"""Mini-batches from a loaded split, and the order they come in.
+
+The order is a pure function of (seed, epoch): a resumed run sees exactly the batches the
+uninterrupted run would have seen. Under DDP every rank takes its share of the same global batch, so
+the global batch (and hence the averaged gradient) is the one a single process would compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from misr.store import SplitData
+
+
+@dataclass
+class BatchSlice:
+    indices: torch.Tensor  # this rank's rows of the split
+    global_size: int  # rows in the whole global batch, over all ranks
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> list[BatchSlice]:
+    """Global batches of `batch_size` rows in a seeded order; each rank gets a contiguous share.
+
+    A last global batch with fewer rows than ranks is dropped (a rank with no rows could not take
+    part in the gradient all-reduce).
+    """
+    if shuffle:
+        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        order = torch.randperm(n, generator=gen)
+    else:
+        order = torch.arange(n)
+    out = []
+    for start in range(0, n, batch_size):
+        chunk = order[start : start + batch_size]
+        if len(chunk) < world:
+            break
+        share = np.array_split(np.arange(len(chunk)), world)[rank]
+        out.append(BatchSlice(chunk[torch.from_numpy(share)], len(chunk)))
+    return out
+
+
+class Batches:
+    """Cuts padded split tensors into batches (trimmed to the batch's longest sequence) on a device."""
+
+    def __init__(self, data: SplitData, device: torch.device):
+        self.data = data
+        self.device = device
+        self.pin = device.type == "cuda"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        d = self.data
+        batch: dict[str, torch.Tensor] = {"y": d.labels[idx]}
+        t_len = d.text.lengths[idx]
+        t_max = max(int(t_len.max()), 1)
+        batch["text_ids"] = d.text.input_ids[idx, :t_max]
+        batch["text_mask"] = d.text.attention_mask[idx, :t_max]
+        if d.text.hidden is not None:
+            batch["text_hidden"] = d.text.hidden.values[idx, :t_max]
+        for m in ("audio", "visual"):
+            seq = getattr(d, m)
+            lengths = seq.lengths[idx]
+            batch[m] = seq.values[idx, : max(int(lengths.max()), 1)]
+            batch[f"{m}_lengths"] = lengths
+        return {k: self._to_device(v) for k, v in batch.items()}
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return t
+        if self.pin:
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+
+def zero_modality(batch: dict[str, torch.Tensor], modality: str, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The batch with one modality's content removed (all rows, or where `rows` is True).
+
+    Frames become zeros and tokens become padding; lengths and masks stay, so the model sees a clip
+    of the usual shape with nothing in it. Used for modality dropout, robustness checks and prediction
+    with a modality missing, so all three remove a modality the same way.
+    """
+    out = dict(batch)
+    keys = ("text_ids", "text_hidden") if modality == "text" else (modality,)
+    for key in keys:
+        if key not in out:
+            continue
+        value = out[key]
+        if rows is None:
+            out[key] = torch.zeros_like(value)
+        else:
+            shape = (-1,) + (1,) * (value.dim() - 1)
+            out[key] = value * (~rows).view(shape).to(value.dtype)
+    return out
+
+
+def drop_modalities(batch: dict[str, torch.Tensor], rate: float) -> dict[str, torch.Tensor]:
+    """Modality dropout: remove each modality of each clip with probability `rate`, never all three."""
+    n = batch["y"].shape[0]
+    device = batch["y"].device
+    drop = torch.rand(3, n, device=device) < rate
+    drop[:, drop.all(dim=0)] = False  # a clip keeps at least one modality
+    for i, modality in enumerate(("text", "audio", "visual")):
+        if drop[i].any():
+            batch = zero_modality(batch, modality, drop[i])
+    return batch

@@ -1,0 +1,91 @@
+"""Checkpoints: what a training run is (its settings), and the files that hold its weights.
+
+    seed-<s>/last.pt    everything needed to resume after the last finished epoch
+    seed-<s>/best.pt    the weights with the best validation MAE, with the run's settings, so that
+                        `misr evaluate` and `misr predict` rebuild the model and its feature extraction
+
+Loading uses torch.load(weights_only=True): a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+import yaml
+from torch import nn
+
+from misr.config import FeaturesConfig, ModelConfig, TrainConfig, validate_section
+from misr.errors import MisrError
+from misr.evaluation.convention import Convention, convention
+from misr.model import InputSpec, build_model
+from misr.util.atomic import write_torch
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The parts of params.yaml a training run reads (and the train stage declares)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    features: FeaturesConfig  # how the store was extracted: `misr predict` extracts a new video the same way
+    convention: Convention
+
+    def to_yaml(self) -> str:
+        payload = {k: getattr(self, k).model_dump(mode="json") for k in ("model", "train", "features")}
+        return yaml.safe_dump({**payload, "convention": self.convention.name}, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str) -> RunSettings:
+        raw = yaml.safe_load(text) or {}
+        if "data" in raw:  # checkpoints written before the stage redesign carry the whole params.yaml
+            data = raw["data"]
+            raw = {**raw, "convention": data["datasets"][data["dataset"]].get("convention", "mosi")}
+        return cls(
+            model=validate_section(ModelConfig, raw.get("model", {}), f"{source} (model)"),
+            train=validate_section(TrainConfig, raw.get("train", {}), f"{source} (train)"),
+            features=validate_section(FeaturesConfig, raw.get("features", {}), f"{source} (features)"),
+            convention=convention(raw.get("convention", "mosi")),
+        )
+
+
+def save_best(path: Path, model: nn.Module, settings: RunSettings, spec: InputSpec, **info: Any) -> None:
+    write_torch(path, {"model": model.state_dict(), "params": settings.to_yaml(), "spec": json.dumps(asdict(spec)), **info})
+
+
+def save_last(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, fingerprint: str, state: dict[str, Any]) -> None:
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    write_torch(path, {**payload, "fingerprint": fingerprint, **state})
+
+
+def load_last(path: Path) -> dict[str, Any] | None:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+
+def load_best(seed_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The best checkpoint of one seed, rebuilt into its model."""
+    path = Path(seed_dir) / "best.pt"
+    if not path.exists():
+        raise MisrError(f"no checkpoint at {path}", hint="train first (`misr train`)")
+    return load_checkpoint(path, device, name=str(path))
+
+
+def load_checkpoint(
+    source: Path | BinaryIO, device: str | torch.device = "cpu", name: str = "checkpoint"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A best.pt from a path or an open binary file (e.g. read from DVC's cache at a registered commit).
+
+    Returns the model in eval mode and its info: settings (RunSettings), spec, epoch, seed,
+    valid_metrics, train_mean.
+    """
+    ckpt = torch.load(source, map_location=device, weights_only=True)
+    settings = RunSettings.from_yaml(ckpt["params"], source=name)
+    spec = InputSpec(**json.loads(ckpt["spec"]))
+    model = build_model(settings.model, spec)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    info = {k: ckpt[k] for k in ("epoch", "seed", "valid_metrics", "train_mean")}
+    return model, {"settings": settings, "spec": spec, **info}

@@ -1,0 +1,318 @@
+"""The training loop: several seeds, each checkpointed every epoch and resumable; CPU, CUDA, or torchrun DDP.
+
+MODEL_DIR/
+    params.yaml               the settings of the run (model, train, features, convention)
+    summary.json              per seed: best validation MAE and its epoch, the training-mean baseline
+    seed-<s>/last.pt          everything needed to resume after the last finished epoch
+    seed-<s>/best.pt          the weights with the best validation MAE (model selection never sees test)
+    dvclive/seed-<s>/         per-epoch losses and validation metrics (DVCLive: `dvc plots`, `dvc exp show`)
+
+Reproducibility: the batch order and every random draw of an epoch (dropout, reparameterisation)
+are seeded from (seed, epoch), so a run resumed from `last.pt` ends exactly where an uninterrupted
+run ends. One seed is: resume or start (`start_seed`), then per epoch `run_epoch` and
+`validate_and_checkpoint`, until the last epoch or early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from misr.errors import MisrError
+from misr.model import build_model, loss_terms, loss_weights, total_loss
+from misr.training import checkpoints
+from misr.training.batches import Batches, drop_modalities, epoch_batches
+from misr.training.checkpoints import RunSettings
+from misr.training.inference import autocast_for, evaluate_split
+from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
+from misr.util.atomic import write_json, write_text
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class TrainingDiverged(MisrError):
+    """A loss term became NaN or inf."""
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    best_valid_mae: float
+    best_epoch: int
+    train_mean_valid_mae: float
+    epochs_run: int
+    stopped_early: bool
+    valid_metrics: dict[str, float]
+    seconds: float
+    device: str
+    steps: int = 0
+    step_ms: float = 0.0  # mean wall time of one optimisation step (forward, backward, update)
+
+
+@dataclass
+class SeedState:
+    """Where a seed's training stands after an epoch; saved in last.pt and restored on resume."""
+
+    epoch: int = -1
+    best_mae: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> SeedState:
+        return cls(**{k: ckpt[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Run:
+    """A prepared training run: data loaded, device chosen, output folder ready."""
+
+    settings: RunSettings
+    store_dir: Path
+    out: Path
+    loaded: Loaded
+    device: torch.device
+    dist: Dist
+
+
+@dataclass
+class SeedJob:
+    """One seed's model, optimiser and bookkeeping while it trains."""
+
+    seed: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    state: SeedState
+    fingerprint: str
+    resumed: bool
+    steps_per_epoch: int
+
+    @property
+    def folder_name(self) -> str:
+        return f"seed-{self.seed}"
+
+
+# How an orchestrator runs one seed (default: `train_seed` in this process).
+SeedRunner = Callable[[Run, int, Progress | None], SeedResult]
+
+
+def prepare(settings: RunSettings, store_dir: str | Path, out_dir: str | Path) -> Run:
+    """Join the torchrun job if there is one, pick the device, load the data, write the run's settings."""
+    dist = Dist.from_env()
+    if dist.launched and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and settings.train.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend)
+    out = Path(out_dir)
+    device = resolve_device(settings.train.device, dist)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    loaded = load_data(settings.model, store_dir)
+    if dist.main:
+        write_text(out / "params.yaml", settings.to_yaml())
+    return Run(settings, Path(store_dir), out, loaded, device, dist)
+
+
+def train(
+    settings: RunSettings,
+    store_dir: str | Path,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+    run_seed: SeedRunner | None = None,
+) -> dict[str, Any]:
+    """Train every seed of `train.seeds` one after the other; returns the summary (summary.json).
+
+    `run_seed` runs one seed (default `train_seed`); an orchestrator passes its own, e.g. a task with retries.
+    """
+    run = prepare(settings, store_dir, out_dir)
+    one = run_seed or train_seed
+    return summarize(run, [one(run, seed, progress) for seed in settings.train.seeds])
+
+
+def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:
+    """summary.json: per seed the best validation MAE, its epoch, and the training-mean baseline."""
+    summary = {
+        "model": run.settings.model.name,
+        "store": str(run.store_dir),
+        "device": str(run.device),
+        "world_size": run.dist.world,
+        "seeds": {str(r.seed): asdict(r) for r in results},
+        "best_valid_mae_mean": float(np.mean([r.best_valid_mae for r in results])),
+        "best_valid_mae_std": float(np.std([r.best_valid_mae for r in results])),
+        "train_mean_valid_mae": results[0].train_mean_valid_mae,
+    }
+    if run.dist.main:
+        write_json(run.out / "summary.json", summary)
+    return summary
+
+
+def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_end: Callable[[int, int], None] | None = None) -> SeedResult:
+    """Train one seed to the end (or early stop), resuming from its last checkpoint when there is one."""
+    started = time.perf_counter()
+    job = start_seed(run, seed)
+    tc, loaded, dist = run.settings.train, run.loaded, run.dist
+    train_mean = float(loaded.train.labels.mean())
+    baseline = float(np.mean(np.abs(loaded.valid.labels.numpy() - train_mean)))  # valid MAE of the training mean
+    ddp_model = job.model
+    if dist.launched:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        ddp_model = nn.parallel.DistributedDataParallel(job.model, device_ids=device_ids)
+    train_batches, valid_batches = Batches(loaded.train, run.device), Batches(loaded.valid, run.device)
+    live = _live(run.out / "dvclive" / job.folder_name, job.resumed) if dist.main else None
+    if progress:
+        info = {"epochs": tc.epochs, "steps": job.steps_per_epoch, "start_epoch": job.state.epoch + 1, "resumed": job.resumed}
+        progress("seed", {"seed": seed, **info})
+    step_seconds, steps_done = 0.0, 0
+    for epoch in range(job.state.epoch + 1, tc.epochs):
+        if job.state.finished:
+            break
+        epoch_started = time.perf_counter()
+        sums, n_batches, penalty_weight = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
+        step_seconds += time.perf_counter() - epoch_started
+        steps_done += n_batches
+        valid = evaluate_split(job.model, valid_batches, tc.batch_size, run.settings.convention)
+        record = {"epoch": epoch, "lr": job.scheduler.get_last_lr()[0], "penalty_weight": penalty_weight}
+        record.update({f"train_{k}": float(v) / max(1, n_batches) for k, v in sums.items()})
+        record.update({f"valid_{k}": v for k, v in valid.items()})
+        validate_and_checkpoint(run, job, epoch, record, valid, train_mean, live)
+        if progress:
+            progress("epoch", {"seed": seed, "epoch": epoch, "valid_mae": valid["MAE"], "best_mae": job.state.best_mae})
+        if on_epoch_end:
+            on_epoch_end(seed, epoch)
+    if live is not None:
+        live.end()
+    state = job.state
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
+    return SeedResult(
+        seed=seed,
+        best_valid_mae=float(state.best_mae),
+        best_epoch=int(state.best_epoch),
+        train_mean_valid_mae=float(baseline),
+        epochs_run=int(state.epoch) + 1,
+        stopped_early=bool(state.bad_epochs >= tc.patience and state.epoch < tc.epochs - 1),
+        valid_metrics={k[len("valid_") :]: v for k, v in best.items() if k.startswith("valid_")},
+        seconds=time.perf_counter() - started,
+        device=str(run.device),
+        steps=steps_done,
+        step_ms=1000.0 * step_seconds / max(1, steps_done),
+    )
+
+
+def start_seed(run: Run, seed: int) -> SeedJob:
+    """A fresh model and optimiser for `seed`, or the ones in its last.pt when that matches this run."""
+    settings, loaded, dist = run.settings, run.loaded, run.dist
+    tc = settings.train
+    fingerprint = run_fingerprint(settings.model, tc, loaded, seed)
+    seed_everything(seed, tc.deterministic)
+    model = build_model(settings.model, loaded.spec).to(run.device)
+    optimizer = make_optimizer(model, tc)
+    steps_per_epoch = len(epoch_batches(len(loaded.train), tc.batch_size, seed, 0, world=dist.world))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
+    job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch)
+    last_path = run.out / job.folder_name / "last.pt"
+    ckpt = checkpoints.load_last(last_path)
+    if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        job.state, job.resumed = SeedState.from_checkpoint(ckpt), True
+    elif ckpt is not None and dist.main:
+        warnings.warn(f"{last_path} belongs to other settings or data; seed {seed} starts again", stacklevel=2)
+    return job
+
+
+def run_epoch(
+    run: Run, job: SeedJob, ddp_model: nn.Module, batches: Batches, epoch: int, progress: Progress | None
+) -> tuple[dict[str, torch.Tensor], int, float]:
+    """One pass over this rank's share of the training split; returns the summed loss terms."""
+    settings, dist = run.settings, run.dist
+    tc = settings.train
+    # every random draw of this epoch depends on (seed, epoch) only: resuming reproduces it
+    torch.manual_seed(job.seed * 1_000_003 + epoch)
+    weights = loss_weights(settings.model, epoch)
+    ddp_model.train()
+    sums: dict[str, torch.Tensor] = {}
+    pieces = epoch_batches(len(batches), tc.batch_size, job.seed, epoch, rank=dist.rank, world=dist.world)
+    for b, piece in enumerate(pieces):
+        batch = batches.get(piece.indices)
+        if tc.modality_dropout > 0:
+            batch = drop_modalities(batch, tc.modality_dropout)
+        with autocast_for(run.device):
+            out = ddp_model(batch)
+        terms = loss_terms(settings.model, out, batch["y"])
+        loss = total_loss(terms, weights)
+        check_finite(terms, loss, epoch, b)
+        # DDP averages gradients over ranks: weigh each rank's mean by its share of the global batch
+        scale = len(piece.indices) * dist.world / piece.global_size
+        job.optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()
+        if tc.grad_clip > 0:
+            nn.utils.clip_grad_norm_(job.model.parameters(), tc.grad_clip)
+        job.optimizer.step()
+        job.scheduler.step()
+        for k, v in {**terms, "total": loss}.items():
+            sums[k] = sums.get(k, 0.0) + v.detach()  # stays on the device: no sync per step
+        if progress:
+            progress("step", {"seed": job.seed, "epoch": epoch, "batch": b})
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return sums, len(pieces), weights["invariance"]
+
+
+def validate_and_checkpoint(
+    run: Run, job: SeedJob, epoch: int, record: dict[str, Any], valid: dict[str, float], train_mean: float, live: Any
+) -> None:
+    """Book the epoch: best-so-far on validation MAE, early stopping, best.pt and last.pt, DVCLive."""
+    tc, state = run.settings.train, job.state
+    state.history.append(record)
+    improved = valid["MAE"] < state.best_mae - 1e-12
+    if improved:
+        state.best_mae, state.best_epoch, state.bad_epochs = valid["MAE"], epoch, 0
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    state.finished = state.bad_epochs >= tc.patience or epoch == tc.epochs - 1
+    if not run.dist.main:
+        return
+    folder = run.out / job.folder_name
+    if improved:
+        info = {"epoch": epoch, "seed": job.seed, "valid_metrics": valid, "train_mean": train_mean}
+        checkpoints.save_best(folder / "best.pt", job.model, run.settings, run.loaded.spec, **info)
+    checkpoints.save_last(folder / "last.pt", job.model, job.optimizer, job.scheduler, job.fingerprint, asdict(state))
+    if live is not None:
+        live.step = epoch
+        for k, v in record.items():
+            if k != "epoch":
+                live.log_metric(k.replace("_", "/", 1) if k.startswith(("train_", "valid_")) else k, v)
+
+
+def check_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, batch: int) -> None:
+    named = {**terms, "total": loss}
+    if bool(torch.isfinite(torch.stack([v.detach().float() for v in named.values()])).all()):
+        return  # one device sync per step, not one per term
+    for name, value in named.items():
+        if not torch.isfinite(value).all():
+            raise TrainingDiverged(
+                f"the loss term '{name}' is {float(value.detach())} at epoch {epoch}, batch {batch}; training stopped, "
+                "the last good checkpoint is kept",
+                hint="lower train.lr, raise train.grad_clip's strictness, or check the features for extreme values",
+            )
+
+
+def _live(folder: Path, resume: bool):
+    from dvclive import Live
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Live(dir=str(folder), resume=resume, save_dvc_exp=False, dvcyaml=None)

@@ -1,0 +1,74 @@
+"""The `misr` command as a user runs it: exit codes, messages, no tracebacks on user mistakes."""
+
+from tests.helpers import assert_clean_error, misr
+
+
+def test_help_lists_commands_and_synth_documents_options():
+    res = misr("--help")
+    assert res.returncode == 0
+    for command in ("params", "synth", "inspect"):
+        assert command in res.stdout
+    res = misr("synth", "--help")
+    for option in ("--seed", "--like", "--conflict-rate", "--test-conflict-rate", "--positive-ratio", "--n-train", "--out"):
+        assert option in res.stdout
+
+
+def test_params_prints_resolved_values(tmp_path, params_file):
+    res = misr("params", cwd=tmp_path)  # params.yaml of the current folder
+    assert res.returncode == 0, res.stderr
+    assert "invariance:" in res.stdout and "kind: vrex" in res.stdout
+    res = misr("params", "--params", params_file, "-S", "train.epochs=3")
+    assert "epochs: 3" in res.stdout
+
+
+def test_params_errors(tmp_path, params_file):
+    assert_clean_error(misr("params", "--params", params_file, "-S", "model.name=transformer"), "model.name", "'misr'", "'late_fusion'")
+    assert_clean_error(misr("params", "--params", tmp_path / "none.yaml"), "no parameters file at")
+    assert_clean_error(misr("params", cwd=tmp_path / ".."), "no parameters file at params.yaml")
+
+
+def test_every_command_validates_params_first(tmp_path, params_file):
+    params_file.write_text(params_file.read_text().replace("epochs: 30", "epochs: -1"))
+    assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "s"), "train.epochs")
+    assert not (tmp_path / "s").exists()
+    assert_clean_error(misr("inspect", tmp_path, "--params", params_file), "train.epochs")
+
+
+def test_synth_then_inspect(tmp_path, params_file):
+    store = tmp_path / "store"
+    res = misr(
+        "synth",
+        "--params",
+        params_file,
+        "--out",
+        store,
+        "--n-train",
+        30,
+        "--n-valid",
+        10,
+        "--n-test",
+        10,
+        "--like",
+        "mosei",
+        "--test-conflict-rate",
+        0.5,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "oracle" in res.stdout and "train mean" in res.stdout
+    res = misr("inspect", store, "--params", params_file, "--split", "test")
+    assert res.returncode == 0, res.stderr
+    assert "audio (10, " in res.stdout and ", 74)" in res.stdout
+    assert_clean_error(misr("synth", "--params", params_file, "--out", store), "already holds a feature store", "--force")
+
+
+def test_bad_paths_and_corrupt_files_give_one_clear_line(tmp_path, params_file):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_clean_error(misr("synth", "--params", params_file, "--out", blocker / "store"), "cannot write to")
+    assert_clean_error(misr("inspect", tmp_path / "missing", "--params", params_file), "no feature store at")
+    store = tmp_path / "store"
+    assert misr("synth", "--params", params_file, "--out", store, "--n-train", 10).returncode == 0
+    (store / "clips.parquet").write_bytes(b"garbage")
+    assert_clean_error(misr("inspect", store, "--params", params_file), "clips.parquet is not a readable Parquet file")
+    assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "x", "--like", "iemocap"), "--like must be mosi or mosei")
+    assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "x", "--conflict-rate", 2), "conflict_rate")

@@ -1,0 +1,138 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from misr.evaluation.card import tree_sha256
+from misr.evaluation.metrics import msa_metrics
+from misr.evaluation.robustness import conflict_mask
+from misr.store import SplitData, TextTokens
+from misr.training.batches import zero_modality
+from tests.helpers import TINY_TRAINING, evaluate, params, train
+
+TINY = [
+    *TINY_TRAINING,
+    "data.dataset=synth",
+    "data.synth.n_clips={train: 96, valid: 32, test: 40}",
+    "train.epochs=3",
+    "train.seeds=[3, 4]",
+]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from misr.data.synth import generate
+
+    root = tmp_path_factory.mktemp("eval")
+    p = params(*TINY)
+    generate(p.data.synth, root / "store")
+    train(p, root / "store", root / "model")
+    result = evaluate(p, root / "store", root / "model", root / "eval")
+    return root, result
+
+
+@pytest.mark.slow
+def test_metrics_per_seed_and_over_seeds(evaluated):
+    root, result = evaluated
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    seeds = json.loads((root / "eval" / "metrics_per_seed.json").read_text())
+    for split in ("valid", "test"):
+        per_seed = seeds[split]
+        assert set(per_seed) == {"3", "4"}
+        maes = [per_seed[s]["MAE"] for s in per_seed]
+        assert metrics[split]["mean"]["MAE"] == pytest.approx(np.mean(maes))
+        assert metrics[split]["std"]["MAE"] == pytest.approx(np.std(maes))
+    # the best checkpoint's validation MAE is the one training reported
+    summary = json.loads((root / "model" / "summary.json").read_text())
+    assert seeds["valid"]["3"]["MAE"] == pytest.approx(summary["seeds"]["3"]["best_valid_mae"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_plot_data_agrees_with_metrics(evaluated):
+    root, _ = evaluated
+    rows = list(csv.DictReader((root / "eval" / "plots" / "predictions.csv").open()))
+    assert len(rows) == 40
+    y = np.array([float(r["label"]) for r in rows])
+    p = np.array([float(r["prediction"]) for r in rows])
+    confusion = list(csv.DictReader((root / "eval" / "plots" / "confusion.csv").open()))
+    assert [int(r["actual"]) for r in confusion] == np.round(np.clip(y, -3, 3)).astype(int).tolist()
+    bins = list(csv.DictReader((root / "eval" / "plots" / "error_by_bin.csv").open()))
+    assert sum(int(b["clips"]) for b in bins) == 40
+    worst = max(bins, key=lambda b: float(b["MAE"]))
+    mask = np.round(np.clip(y, -3, 3)) == int(worst["label_bin"])
+    assert float(worst["MAE"]) == pytest.approx(np.mean(np.abs(p[mask] - y[mask])), abs=1e-3)
+    for png in ("scatter", "confusion", "error_by_bin", "training_curves"):
+        data = (root / "eval" / "plots" / f"{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+@pytest.mark.slow
+def test_robustness_report(evaluated):
+    root, result = evaluated
+    rob = json.loads((root / "eval" / "robustness.json").read_text())
+    assert rob["subsets"]["agree"]["n"] + rob["subsets"]["conflict"]["n"] == 40
+    assert rob["conflict_rule"].startswith("per-modality labels")
+    assert set(rob["zeroed"]) == {"none", "text", "audio", "visual"}
+    assert rob["zeroed"]["none"]["MAE"] == pytest.approx(msa_metrics(*_pred_label(root), "mosi")["MAE"], abs=1e-3)
+
+
+def _pred_label(root):
+    rows = list(csv.DictReader((root / "eval" / "plots" / "predictions.csv").open()))
+    return np.array([float(r["prediction"]) for r in rows]), np.array([float(r["label"]) for r in rows])
+
+
+@pytest.mark.slow
+def test_model_card_names_every_hash(evaluated):
+    root, _ = evaluated
+    card = json.loads((root / "eval" / "model_card.json").read_text())
+    assert card["hashes"]["features"]["sha256"] == tree_sha256(root / "store")
+    assert card["hashes"]["model"]["sha256"] == tree_sha256(root / "model")
+    assert card["dataset"]["label_distribution"]["test"]["clips"] == 40
+    assert card["environment"]["packages"]["torch"].startswith("2.")
+    assert set(card["training"]["seeds"]) == {"3", "4"}
+    md = (root / "eval" / "model_card.md").read_text()
+    for h in ("features", "model"):
+        assert card["hashes"][h]["sha256"] in md
+    assert "Not decided yet" in md and "model.name" not in md and "name: misr" in md
+
+
+def test_tree_hash_tracks_content_only(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"1")
+    h = tree_sha256(tmp_path / "a")
+    (tmp_path / "a" / ".tmp-junk").write_bytes(b"zzz")
+    assert tree_sha256(tmp_path / "a") == h
+    (tmp_path / "a" / "x.bin").write_bytes(b"2")
+    assert tree_sha256(tmp_path / "a") != h
+    assert tree_sha256(tmp_path / "missing") is None
+
+
+def test_zero_modality_keeps_shapes_and_masks():
+    batch = {
+        "text_ids": torch.tensor([[1, 5, 0]]),
+        "text_mask": torch.tensor([[1, 1, 0]]),
+        "audio": torch.ones(1, 2, 3),
+        "audio_lengths": torch.tensor([2]),
+        "visual": torch.ones(1, 4, 2),
+        "visual_lengths": torch.tensor([4]),
+    }
+    z = zero_modality(batch, "audio")
+    assert torch.equal(z["audio"], torch.zeros(1, 2, 3)) and torch.equal(z["visual"], batch["visual"])
+    assert torch.equal(z["audio_lengths"], batch["audio_lengths"])
+    t = zero_modality(batch, "text")
+    assert t["text_ids"].sum() == 0 and torch.equal(t["text_mask"], batch["text_mask"])
+
+
+def test_conflict_mask_from_per_modality_labels():
+    labels = torch.tensor([2.0, -1.0, 1.5, 0.0])
+    uni = {
+        "text": torch.tensor([2.0, -1.0, -1.0, 1.0]),
+        "audio": torch.tensor([1.0, 0.5, 1.0, -1.0]),
+        "visual": torch.tensor([0.2, -2.0, 2.0, 0.0]),
+    }
+    data = SplitData("test", ["a", "b", "c", "d"], labels, uni, TextTokens(None, None, None))
+    mask, rule = conflict_mask([], data, 4)
+    assert mask.tolist() == [False, True, True, False]  # a label of 0 conflicts with nothing
+    assert "per-modality" in rule

@@ -1,0 +1,370 @@
+"""Extraction from real video files: the demo corpus, GRID clips, bad input, the cache, resume, Dask."""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from misr.data.corpus import read_corpus
+from misr.evaluation.convention import MOSI, SIMS
+from misr.stages.extract import plan
+from misr.store import FeatureStore
+from tests.helpers import extract_flow, make_video
+from tests.helpers import params as base_params
+
+REPO = Path(__file__).resolve().parents[2]
+GRID = REPO.parent / "shared" / "data" / "grid"
+FIELDS = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V", "annotation", "mode"]
+
+
+def params(*extra):
+    return base_params("data.dataset=demo", "features.shard_size=4", "data.demo_corpus.duration=[1.0, 1.4]", *extra)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small demo corpus, generated once (13 clips, 1 to 1.4 s each)."""
+    from misr.data.democorpus import generate
+
+    root = tmp_path_factory.mktemp("demo") / "raw"
+    generate(params().data.demo_corpus, root, n_clips=13)
+    return root
+
+
+def copy_corpus(corpus, dest):
+    shutil.copytree(corpus, dest)
+    return dest
+
+
+def rows_of(raw):
+    return list(csv.DictReader((raw / "label.csv").open(encoding="utf-8")))
+
+
+def write_rows(raw, rows, raw_bytes=None):
+    with (raw / "label.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    if raw_bytes:
+        with (raw / "label.csv").open("ab") as fh:
+            fh.write(raw_bytes)
+
+
+def api_url():
+    """The session's test server: a `misr extract` subprocess uses it instead of starting its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def run_flow(p, raw, store):
+    return extract_flow(p, raw, store)
+
+
+# ---------------------------------------------------------------------------------- the demo corpus
+
+
+@pytest.mark.slow
+def test_demo_corpus_is_deterministic_and_in_the_mmsa_layout(corpus, tmp_path):
+    from misr.data.democorpus import generate
+
+    rows = rows_of(corpus)
+    assert len(rows) == 13 and set(rows[0]) == set(FIELDS)
+    assert {r["mode"] for r in rows} == {"train", "valid", "test"}
+    for r in rows:
+        assert (corpus / "Raw" / r["video_id"] / f"{r['clip_id']}.mp4").stat().st_size > 10_000
+    again = tmp_path / "again"
+    generate(params().data.demo_corpus, again, n_clips=13)
+    assert (again / "label.csv").read_bytes() == (corpus / "label.csv").read_bytes()
+    first = rows[0]
+    rel = Path("Raw") / first["video_id"] / f"{first['clip_id']}.mp4"
+    assert (again / rel).read_bytes() == (corpus / rel).read_bytes()
+
+
+@pytest.mark.slow
+def test_demo_corpus_streams_are_h264_and_aac(corpus):
+    import av
+
+    first = rows_of(corpus)[0]
+    with av.open(str(corpus / "Raw" / first["video_id"] / f"{first['clip_id']}.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.audio[0].codec_context.name == "aac"
+
+
+@pytest.mark.slow
+def test_face_and_voice_follow_the_sentiment():
+    """The animation and the synthetic voice move the extracted features in the labelled direction."""
+    from misr.data.democorpus import build_rig, render_frames, synthesize_speech
+    from misr.features.audio import LibrosaExtractor
+    from misr.features.visual import AU_TABLE, action_units, normalise, track_landmarks
+
+    rig = build_rig(224)
+    au12 = [name for name, *_ in AU_TABLE].index("AU12_r")
+    extractor = LibrosaExtractor(params().features)
+    f0_col = extractor.feature_names().index("f0_hz")
+    au, f0 = {}, {}
+    for s in (-3.0, 0.0, 3.0):
+        frames = render_frames(rig, s, np.zeros(20), np.random.default_rng(0))
+        gray = [f.mean(axis=2).astype(np.uint8) for f in frames]
+        lm, found = track_landmarks(gray, 5)
+        assert found.all()
+        au[s] = action_units(normalise(lm))[:, au12].mean()
+        audio, _ = synthesize_speech(s, 1.5, 16000, np.random.default_rng(0))
+        feats = extractor.features(audio)
+        f0[s] = feats[feats[:, f0_col] > 0, f0_col].mean()
+    assert au[-3.0] < au[0.0] < au[3.0]
+    assert f0[-3.0] < f0[0.0] < f0[3.0]
+
+
+@pytest.mark.slow
+def test_demo_corpus_extracts_into_a_loadable_store(corpus, tmp_path, prefect_harness):
+    store = tmp_path / "store"
+    summary = run_flow(params(), corpus, store)
+    assert summary["complete"] == 13 and summary["quarantined"] == 0
+    fs = FeatureStore(store)
+    data = fs.load_split("train")
+    assert data.text.tokenizer == "minilm" and data.text.vocab_size == 30522
+    assert data.visual.feature_names[0] == "face" and "AU12_r" in data.visual.feature_names and "AU45_r" in data.visual.feature_names
+    face = data.visual.values[..., 0].sum() / data.visual.lengths.sum()
+    assert face >= 0.99
+    assert "f0_hz" in data.audio.feature_names and "rms_db" in data.audio.feature_names
+    meta = fs.metadata("visual")[0]
+    assert meta["extractor"] == "landmarks" and meta["dim"] == 153
+    # the cache: nothing to do on a second run; one new clip is the only work on a third
+    assert run_flow(params(), corpus, store)["extracted"] == 0
+    raw = copy_corpus(corpus, tmp_path / "raw2")
+    rows = rows_of(raw)
+    src = raw / "Raw" / rows[0]["video_id"] / f"{rows[0]['clip_id']}.mp4"
+    shutil.copy(src, raw / "Raw" / rows[0]["video_id"] / "new.mp4")
+    rows.append({**rows[0], "clip_id": "new"})
+    write_rows(raw, rows)
+    again = run_flow(params(), raw, store)
+    assert again["extracted"] == 1 and again["complete"] == 14
+    # a changed transcript re-tokenises that clip's text only
+    rows[1]["text"] = "a completely different transcript"
+    write_rows(raw, rows)
+    p = plan(params().features, MOSI, raw, store)
+    assert p.todo == {f"{rows[1]['video_id']}$_${rows[1]['clip_id']}": ["text"]}
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.slow
+def test_every_bad_input_is_quarantined_and_good_clips_still_extracted(corpus, tmp_path, prefect_harness):
+    raw = copy_corpus(corpus, tmp_path / "raw")
+    rows = rows_of(raw)
+    good = rows[:4]
+    template = dict(rows[0])
+    vid = template["video_id"]
+    videos = raw / "Raw" / vid
+    bad = []
+
+    def add(clip_id, **changes):
+        bad.append({**template, "clip_id": clip_id, **changes})
+
+    (videos / "corrupt.mp4").write_bytes(os.urandom(5000))
+    add("corrupt")
+    (videos / "empty.mp4").write_bytes(b"")
+    add("empty")
+    make_video(videos / "silent.mp4", with_audio=False)
+    add("silent")
+    make_video(videos / "faceless.mp4", with_face=False)
+    add("faceless")
+    add("missing")
+    add("emptytext", text="   ")
+    add("notanumber", label="very positive")
+    add("outofrange", label="4.5")
+    add("badsplit", mode="dev")
+    add("../escape")
+    add("/etc/passwd")
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(videos / f"{template['clip_id']}.mp4", outside)
+    os.symlink(outside, videos / "linkout.mp4")
+    add("linkout")
+    dup = {**rows[5]}
+    write_rows(raw, good + bad + [rows[5], dup])
+    # a non-UTF-8 transcript, appended as raw bytes
+    with (raw / "label.csv").open("ab") as fh:
+        fh.write(f"{vid},latin1,caf\xe9 tr\xe8s bien,1.0,,,,,train\n".encode("latin-1"))
+    make_video(videos / "latin1.mp4")
+
+    summary = run_flow(params(), raw, tmp_path / "store")
+    errors: dict[str, set[tuple[str, str]]] = {}
+    for r in FeatureStore(tmp_path / "store").errors().to_pylist():
+        errors.setdefault(r["clip_key"].split("$_$")[1], set()).add((r["stage"], r["error"]))
+    # every row of the quarantine, exactly: a broken file fails both extractors that read it
+    expected = {
+        "corrupt": {("visual", "CorruptVideo"), ("audio", "CorruptVideo")},
+        "empty": {("visual", "EmptyFile"), ("audio", "EmptyFile")},
+        "silent": {("audio", "NoAudioTrack")},
+        "faceless": {("visual", "NoFace")},
+        "missing": {("corpus", "MissingFile")},
+        "emptytext": {("corpus", "EmptyTranscript")},
+        "notanumber": {("corpus", "BadLabel")},
+        "outofrange": {("corpus", "LabelOutOfRange")},
+        "badsplit": {("corpus", "BadSplit")},
+        "../escape": {("corpus", "UnsafePath")},
+        "/etc/passwd": {("corpus", "UnsafePath")},
+        "linkout": {("corpus", "UnsafePath")},
+        rows[5]["clip_id"]: {("corpus", "DuplicateClip")},
+        "latin1": {("corpus", "BadTranscript")},
+    }
+    assert errors == expected, summary
+    messages = FeatureStore(tmp_path / "store").errors().to_pylist()
+    assert all(m["message"] for m in messages)
+    assert summary["complete"] == 4  # every good clip
+    loaded = sum(len(FeatureStore(tmp_path / "store").load_split(s)) for s in {r["mode"] for r in good})
+    assert loaded == 4
+
+
+@pytest.mark.slow
+def test_strict_mode_exits_non_zero_and_missing_label_csv_is_one_clear_line(corpus, tmp_path, prefect_harness):
+    raw = copy_corpus(corpus, tmp_path / "raw")
+    rows = rows_of(raw)
+    write_rows(raw, rows[:2] + [{**rows[0], "clip_id": "ghost"}])
+    env = {**os.environ, "PREFECT_API_URL": api_url(), "NO_COLOR": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "extract",
+        str(raw),
+        "--out",
+        str(tmp_path / "s"),
+        "--params",
+        str(REPO / "params.yaml"),
+        "-S",
+        "data.dataset=demo",
+    ]
+    res = subprocess.run(cmd + ["--strict"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1, res.stderr
+    assert "quarantine corpus:MissingFile: 1" in res.stdout
+    res = subprocess.run(cmd[:4] + [str(tmp_path / "nothing")] + cmd[5:], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and "no raw corpus at" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_redoing_finished_shards(corpus, tmp_path, prefect_harness):
+    store = tmp_path / "store"
+    env = {**os.environ, "PREFECT_API_URL": api_url()}
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "extract",
+        str(corpus),
+        "--out",
+        str(store),
+        "--params",
+        str(REPO / "params.yaml"),
+        "-S",
+        "data.dataset=demo",
+        "-S",
+        "features.shard_size=2",
+        "-S",
+        "features.max_workers=1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    fs = FeatureStore(store)
+    while time.time() < deadline and len(fs.part_files("visual")) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name for _, p in fs.part_files("visual")}
+    assert 2 <= len(finished) < 7
+    for _, path in fs.part_files("visual"):  # what is visible is whole
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(path).num_rows >= 1
+    p = plan(params().features, MOSI, corpus, store)
+    done_before = 13 - len(p.todo)
+    assert done_before >= 4
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"{13 - done_before} clip(s) extracted" in res.stdout
+    assert finished <= {p.name for _, p in fs.part_files("visual")}  # the finished shards were kept, not redone
+    assert len(plan(params().features, MOSI, corpus, store).todo) == 0
+
+
+@pytest.mark.slow
+def test_dask_runner_on_a_local_cluster(corpus, tmp_path, prefect_harness):
+    p = params("features.runner=dask", "features.max_workers=2")
+    summary = run_flow(p, corpus, tmp_path / "store")
+    assert summary["complete"] == 13 and summary["shards"] == 4
+
+
+# ---------------------------------------------------------------------------------- GRID
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_grid_clips(tmp_path):
+    from misr.data.corpus import Clip
+    from misr.features.audio import LibrosaExtractor
+    from misr.features.visual import LandmarkExtractor
+
+    p = params()
+    visual, audio = LandmarkExtractor(p.features), LibrosaExtractor(p.features)
+    for path in sorted(GRID.glob("*.mpg")):
+        clip = Clip("grid$_$" + path.stem, "grid", path.stem, path, "bin blue", "test", 0.0)
+        v = visual.extract(clip)
+        assert v["frames"].shape[0] == 75 and v["face_ratio"] == 1.0
+        a = audio.extract(clip)
+        assert abs(a["frames"].shape[0] / a["frame_rate"] - 3.0) <= 0.08  # frames span the clip's 3 s
+        if path.stem == "swwp2s":
+            rms = a["frames"][:, audio.feature_names().index("rms_db")]
+            times = np.arange(len(rms)) / a["frame_rate"]
+            spans = [line.split() for line in (GRID / "swwp2s.align").read_text().split("\n") if line.strip()]
+            inside, outside = [], []
+            for start, end, word in spans:
+                mask = (times >= int(start) / 25000) & (times < int(end) / 25000)
+                (outside if word == "sil" else inside).append(rms[mask])
+            assert np.mean(np.concatenate(inside)) > np.mean(np.concatenate(outside)) + 10  # dB
+
+
+def test_corpus_reader_unit_cases(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "Raw" / "v1").mkdir(parents=True)
+    (raw / "Raw" / "v1" / "a.mkv").write_bytes(b"x")
+    (raw / "Raw" / "v1" / "b.avi").write_bytes(b"x")
+    write_rows(
+        raw,
+        [
+            {"video_id": "v1", "clip_id": "a", "text": "good", "label": "0.5", "mode": "train"},
+            {"video_id": "v1", "clip_id": "b", "text": "bad", "label": "-3", "label_A": "nan", "mode": "test"},
+        ],
+    )
+    clips, problems = read_corpus(raw)
+    assert [c.path.suffix for c in clips] == [".mkv"]  # found by id, whatever the container
+    assert problems[0]["error"] == "LabelOutOfRange" and "label_A nan" in problems[0]["message"]
+    clips, problems = read_corpus(raw, SIMS)
+    assert [c.clip_id for c in clips] == ["a"]  # 0.5 is inside SIMS's [-1, 1]
+    assert [p["message"] for p in problems] == ["label.csv line 3: label -3 is outside [-1, 1]"]
+
+
+def test_registry_names_every_backend_and_pyfeat_absence_is_a_clear_error():
+    from misr.errors import MisrError
+    from misr.features.registry import REGISTRY, extractor_class, extractors_for
+
+    assert set(REGISTRY) == {"bert_tokenizer", "librosa", "landmarks", "pyfeat"}
+    assert {m: type(e).__name__ for m, e in extractors_for(params().features).items()} == {
+        "text": "BertTokenizerExtractor",
+        "audio": "LibrosaExtractor",
+        "visual": "LandmarkExtractor",
+    }
+    with pytest.raises(MisrError, match="unknown feature extractor 'openface'"):
+        extractor_class("openface")
+    try:
+        import feat  # noqa: F401
+    except ImportError:
+        with pytest.raises(MisrError, match="py-feat is not installed"):
+            extractors_for(params("features.visual.backend=pyfeat").features)

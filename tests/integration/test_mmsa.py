@@ -1,0 +1,141 @@
+"""MMSA feature files: import, export, the round trip, and refusing a pickle that would run code."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from misr.data.mmsa import export_file, import_file, load
+from misr.errors import MisrError
+from misr.store import FeatureStore
+from tests.helpers import REPO
+
+
+def mosi_like(n=6, seed=0, sims=False):
+    """A small file in exactly MMSA's layout, with MOSI's shapes (unaligned_50: audio 375x5, vision 500x20)."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for k, split in enumerate(("train", "valid", "test")):
+        ids = [f"vid{k}{i // 2}$_${i % 2}" for i in range(n)]
+        tb = np.zeros((n, 3, 50), dtype=np.float32)
+        for i in range(n):
+            m = 5 + i
+            tb[i, 0, :m] = rng.integers(100, 30000, m)
+            tb[i, 1, :m] = 1
+        audio = rng.standard_normal((n, 375, 5)).astype(np.float32)
+        audio[0, 3, 2] = -np.inf  # MOSEI has these
+        entry = {
+            "id": ids,
+            "raw_text": [f"clip {i}" for i in range(n)],
+            "text_bert": tb,
+            "text": rng.standard_normal((n, 50, 768)).astype(np.float32),
+            "audio": audio,
+            "vision": rng.standard_normal((n, 500, 20)).astype(np.float32),
+            "audio_lengths": rng.integers(10, 375, n),
+            "vision_lengths": rng.integers(10, 500, n),
+            "regression_labels": rng.uniform(-3, 3, n).astype(np.float32),
+            "annotations": ["Positive"] * n,
+        }
+        if sims:
+            for c in "TAV":
+                entry[f"regression_labels_{c}"] = rng.uniform(-1, 1, n).astype(np.float32)
+        data[split] = entry
+    return data
+
+
+def write(path, data):
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh)
+    return path
+
+
+def test_import_keeps_splits_ids_lengths_and_labels(tmp_path):
+    data = mosi_like()
+    report = import_file(write(tmp_path / "unaligned_50.pkl", data), tmp_path / "store")
+    assert report["clips"] == {"train": 6, "valid": 6, "test": 6} and report["neg_inf_audio_values"] == 3
+    fs = FeatureStore(tmp_path / "store")
+    for split in ("train", "valid", "test"):
+        d = fs.load_split(split, as_torch=False)
+        src = data[split]
+        order = [src["id"].index(k) for k in d.clip_keys]
+        assert sorted(d.clip_keys) == sorted(src["id"])
+        assert np.array_equal(d.audio.lengths, src["audio_lengths"][order])
+        assert np.array_equal(d.visual.lengths, src["vision_lengths"][order])
+        assert np.allclose(d.labels, src["regression_labels"][order])
+        j = order[1]
+        n = int(src["vision_lengths"][j])
+        assert np.array_equal(d.visual.values[1, :n], src["vision"][j, :n])
+        assert d.text.input_ids[1, : 5 + j].tolist() == src["text_bert"][j, 0, : 5 + j].astype(int).tolist()
+        assert d.text.hidden.values.shape[2] == 768
+    train = fs.load_split("train", as_torch=False)
+    k = train.clip_keys.index("vid00$_$0")
+    assert train.audio.values[k, 3, 2] == 0.0  # -inf replaced as MMSA does
+
+
+def test_export_then_import_gives_back_the_same_store(tmp_path):
+    import_file(write(tmp_path / "a.pkl", mosi_like(sims=True)), tmp_path / "s1")
+    export_file(tmp_path / "s1", tmp_path / "b.pkl")
+    exported = load(tmp_path / "b.pkl")
+    assert exported["train"]["text_bert"].shape[1] == 3 and "regression_labels_T" in exported["train"]
+    import_file(tmp_path / "b.pkl", tmp_path / "s2")
+    a, b = FeatureStore(tmp_path / "s1"), FeatureStore(tmp_path / "s2")
+    for split in ("train", "valid", "test"):
+        x, y = a.load_split(split, as_torch=False), b.load_split(split, as_torch=False)
+        assert x.clip_keys == y.clip_keys
+        for m in ("audio", "visual"):
+            assert np.array_equal(getattr(x, m).values, getattr(y, m).values)
+            assert np.array_equal(getattr(x, m).lengths, getattr(y, m).lengths)
+        assert np.array_equal(x.text.input_ids, y.text.input_ids) and np.array_equal(x.text.hidden.values, y.text.hidden.values)
+        assert np.array_equal(x.labels, y.labels)
+        for m in ("text", "audio", "visual"):
+            assert np.array_equal(x.unimodal_labels[m], y.unimodal_labels[m])
+
+
+class Exploit:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    target = tmp_path / "pwned"
+    data = mosi_like()
+    data["train"]["annotations"] = [Exploit(target)]
+    path = write(tmp_path / "evil.pkl", data)
+    with pytest.raises(MisrError, match=r"refused to load .*evil.pkl: it asks for (posix|os)\.system"):
+        load(path)
+    assert not target.exists()
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "import-mmsa", str(path), "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert res.returncode == 2 and "refused to load" in res.stderr and "Traceback" not in res.stderr
+    assert not target.exists() and not (tmp_path / "s").exists()
+
+
+def test_not_an_mmsa_file(tmp_path):
+    with pytest.raises(MisrError, match="not an MMSA feature file"):
+        load(write(tmp_path / "x.pkl", [1, 2, 3]))
+    (tmp_path / "y.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(MisrError, match="not a readable pickle"):
+        load(tmp_path / "y.pkl")
+
+
+@pytest.mark.slow
+def test_an_imported_store_trains(tmp_path):
+    from misr.training.setup import resolve_input_spec
+    from tests.helpers import TINY_TRAINING, params, train
+
+    import_file(write(tmp_path / "a.pkl", mosi_like(n=8)), tmp_path / "store")
+    p = params(*TINY_TRAINING, "train.epochs=1", "train.seeds=[1]", "data.dataset=mosi")
+    spec = resolve_input_spec(p.model, tmp_path / "store")
+    assert (spec.text_kind, spec.text_hidden_dim, spec.audio_dim, spec.visual_dim) == ("hidden", 768, 5, 20)
+    summary = train(p, tmp_path / "store", tmp_path / "model")
+    assert summary["seeds"]["1"]["epochs_run"] == 1

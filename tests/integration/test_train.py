@@ -1,0 +1,230 @@
+"""Training on tiny synthetic stores: learning, resume after a kill, divergence, DDP, the flow."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from misr.errors import MisrError
+from misr.evaluation.convention import MOSI
+from misr.training.checkpoints import load_best
+from misr.training.loop import TrainingDiverged
+from misr.training.setup import resolve_input_spec
+from tests.helpers import REPO, TINY_TRAINING, params, train
+
+TINY = [
+    *TINY_TRAINING,
+    "data.synth.n_clips={train: 96, valid: 32, test: 16}",
+    "train.seeds=[7]",
+]
+
+
+def tiny_params(*extra):
+    return params(*TINY, *extra)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from misr.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth") / "store"
+    generate(tiny_params().data.synth, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bigger_store(tmp_path_factory):
+    from misr.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth") / "store"
+    generate(tiny_params("data.synth.n_clips={train: 400, valid: 100, test: 20}").data.synth, root)
+    return root
+
+
+@pytest.mark.slow
+def test_short_training_beats_the_training_mean(bigger_store, tmp_path):
+    params = tiny_params("train.epochs=8", "train.batch_size=32", "model.d_model=32")
+    summary = train(params, bigger_store, tmp_path / "m")
+    r = summary["seeds"]["7"]
+    assert r["best_valid_mae"] < 0.85 * r["train_mean_valid_mae"], r
+    on_disk = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert on_disk["seeds"]["7"]["best_epoch"] == r["best_epoch"]
+    assert (tmp_path / "m" / "params.yaml").exists()
+    # DVCLive saw every epoch of every loss term and validation metric
+    risk = (tmp_path / "m" / "dvclive" / "seed-7" / "plots" / "metrics" / "train" / "risk.tsv").read_text().splitlines()
+    assert len(risk) == 1 + r["epochs_run"]
+    assert "MAE" in json.loads((tmp_path / "m" / "dvclive" / "seed-7" / "metrics.json").read_text())["valid"]
+
+
+@pytest.mark.slow
+def test_best_checkpoint_loads_with_weights_only_and_reproduces_valid_mae(store, tmp_path):
+    from misr.store import FeatureStore
+    from misr.training.batches import Batches
+    from misr.training.inference import evaluate_split
+
+    params = tiny_params("train.epochs=3")
+    summary = train(params, store, tmp_path / "m")
+    model, info = load_best(tmp_path / "m" / "seed-7")
+    valid = Batches(FeatureStore(store).load_split("valid"), torch.device("cpu"))
+    mae = evaluate_split(model, valid, 16, MOSI)["MAE"]
+    assert mae == pytest.approx(summary["seeds"]["7"]["best_valid_mae"], abs=1e-6)
+    assert info["epoch"] == summary["seeds"]["7"]["best_epoch"]
+
+
+def state_of(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_training(store, out, overrides, kill_at=None):
+    """Train in a fresh process with a fixed thread count (float sums depend on it), optionally
+    SIGKILLing itself right after the checkpoint of epoch `kill_at`."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from misr.config import load_params
+        from misr.evaluation.convention import MOSI
+        from misr.stages.train import run
+        from misr.training.loop import train_seed
+        p = load_params({str(REPO / "params.yaml")!r}, {TINY + overrides!r})
+        def kill(seed, epoch):
+            if epoch == {kill_at!r}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        def each_seed(job, seed, progress):
+            return train_seed(job, seed, progress, on_epoch_end=kill)
+        run(p.model, p.train, p.features, MOSI, {str(store)!r}, {str(out)!r}, run_seed=each_seed)
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_an_uninterrupted_run(store, tmp_path):
+    overrides = ["train.epochs=4", "train.patience=10"]
+    assert run_training(store, tmp_path / "full", overrides).returncode == 0
+    proc = run_training(store, tmp_path / "killed", overrides, kill_at=1)
+    assert proc.returncode == -9, proc.stderr
+    last = state_of(tmp_path / "killed" / "seed-7" / "last.pt")
+    assert last["epoch"] == 1 and not last["finished"]
+    resumed = run_training(store, tmp_path / "killed", overrides)
+    assert resumed.returncode == 0, resumed.stderr
+
+    a = json.loads((tmp_path / "full" / "summary.json").read_text())["seeds"]["7"]
+    b = json.loads((tmp_path / "killed" / "summary.json").read_text())["seeds"]["7"]
+    assert (a["best_epoch"], a["epochs_run"]) == (b["best_epoch"], b["epochs_run"])
+    assert a["best_valid_mae"] == b["best_valid_mae"]
+    w_full, w_res = (
+        state_of(tmp_path / "full" / "seed-7" / "best.pt")["model"],
+        state_of(tmp_path / "killed" / "seed-7" / "best.pt")["model"],
+    )
+    assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+    # the resumed run really resumed: DVCLive has each epoch once, not the first two twice
+    import csv
+
+    with (tmp_path / "killed" / "dvclive" / "seed-7" / "plots" / "metrics" / "train" / "risk.tsv").open() as fh:
+        assert [row["step"] for row in csv.DictReader(fh, delimiter="\t")] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_changed_settings_do_not_resume_a_foreign_checkpoint(store, tmp_path):
+    train(tiny_params("train.epochs=2"), store, tmp_path / "m")
+    with pytest.warns(UserWarning, match="belongs to other settings or data"):
+        summary = train(tiny_params("train.epochs=2", "model.dropout=0.2"), store, tmp_path / "m")
+    assert summary["seeds"]["7"]["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_nan_loss_names_epoch_batch_and_term_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch):
+    import misr.training.loop as train_mod
+
+    real = train_mod.loss_terms
+    calls = {"n": 0}
+
+    def poisoned(cfg, out, y):
+        terms = real(cfg, out, y)
+        calls["n"] += 1
+        if calls["n"] == 6 + 2:  # 6 batches per epoch: epoch 1, batch 1
+            terms["kl_pair"] = terms["kl_pair"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_mod, "loss_terms", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"'kl_pair' is nan at epoch 1, batch 1"):
+        train(tiny_params("train.epochs=3"), store, tmp_path / "m")
+    last = state_of(tmp_path / "m" / "seed-7" / "last.pt")
+    assert last["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+@pytest.mark.slow
+def test_input_spec_errors(store, tmp_path):
+    with pytest.raises(MisrError, match="needs ids from its own tokenizer"):
+        resolve_input_spec(tiny_params("model.text.encoder=minilm").model, store)
+    with pytest.raises(MisrError, match="holds no text hidden states"):
+        resolve_input_spec(tiny_params("model.text.encoder=hidden").model, store)
+    with pytest.raises(MisrError, match="no feature store"):
+        resolve_input_spec(tiny_params().model, tmp_path / "none")
+    assert resolve_input_spec(tiny_params().model, store).text_kind == "tokens"
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_matches_single_process(store, tmp_path):
+    """torchrun, gloo backend: each rank takes half of every global batch; the result matches one process."""
+    overrides = ["model.name=late_fusion", "model.dropout=0.0", "train.epochs=2", "train.deterministic=true"]
+    single = train(tiny_params(*overrides), store, tmp_path / "single")
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    sets = [a for o in TINY + overrides for a in ("-S", o)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "pipelines.cli",
+            "train",
+            str(store),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--params",
+            str(params_file),
+            *sets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert ddp["world_size"] == 2
+    assert ddp["seeds"]["7"]["best_valid_mae"] == pytest.approx(single["seeds"]["7"]["best_valid_mae"], abs=1e-4)
+    w1 = state_of(tmp_path / "single" / "seed-7" / "last.pt")["model"]
+    w2 = state_of(tmp_path / "ddp" / "seed-7" / "last.pt")["model"]
+    # float sums run in another order across the all-reduce, and Adam magnifies the last bits of
+    # near-zero gradients: compare the weights as a whole, relative to their size
+    diff = torch.sqrt(sum(((w1[k] - w2[k]) ** 2).sum() for k in w1))
+    norm = torch.sqrt(sum((w1[k] ** 2).sum() for k in w1))
+    assert (diff / norm).item() < 1e-4
+
+
+@pytest.mark.slow
+def test_the_prefect_flow_trains_every_seed(store, tmp_path, prefect_harness):
+    from prefect.artifacts import Artifact
+
+    from pipelines.train import train_flow
+
+    p = tiny_params("train.epochs=1", "train.seeds=[1, 2]")
+    summary = train_flow(p.model, p.train, p.features, MOSI, store, tmp_path / "m")
+    assert set(summary["seeds"]) == {"1", "2"}
+    assert (tmp_path / "m" / "seed-2" / "best.pt").exists()
+    artifact = Artifact.get("misr-train-summary")
+    assert artifact is not None and "| 2 |" in artifact.data

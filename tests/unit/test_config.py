@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from misr.config import Params, load_params, params_to_yaml
+from misr.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def error_of(params_file: Path, *overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_params(params_file, list(overrides))
+    return str(info.value)
+
+
+def test_repository_params_are_valid_and_round_trip():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    # The printed YAML is itself a valid params file that resolves to the same values.
+    again = Params.model_validate(yaml.safe_load(params_to_yaml(params)))
+    assert again == params
+
+
+def test_unknown_key_names_the_key_and_the_allowed_keys(params_file):
+    msg = error_of(params_file, "model.invariance.wieght=2")
+    assert "model.invariance.wieght: unknown key" in msg
+    assert "kind, weight, warmup_epochs" in msg
+
+
+def test_unknown_top_level_section(params_file):
+    msg = error_of(params_file, "trian.lr=0.1")
+    assert "trian: unknown key" in msg and "data, features, model, train, evaluate, register" in msg
+
+
+def test_wrong_choice_lists_allowed_values(params_file):
+    msg = error_of(params_file, "model.invariance.kind=irmv2")
+    assert "model.invariance.kind" in msg and "'irm' or 'vrex'" in msg and "irmv2" in msg
+
+
+def test_out_of_range_and_wrong_type(params_file):
+    assert "train.lr: must be greater than 0 (got -0.5)" in error_of(params_file, "train.lr=-0.5")
+    assert "train.epochs" in error_of(params_file, "train.epochs=many")
+    msg = error_of(params_file, "data.synth.splits.test.conflict_rate=1.5")
+    assert "data.synth.splits.test.conflict_rate: must be less than or equal to 1" in msg
+
+
+def test_cross_field_rules(params_file):
+    assert "is not one of the configured datasets: synth, demo, mosi, mosei, sims" in error_of(params_file, "data.dataset=iemocap")
+    assert "divisible by n_heads" in error_of(params_file, "model.d_model=30")
+    assert "audio_frames" in error_of(params_file, "data.synth.audio_frames=[9, 3]")
+    assert "label_step must divide 3" in error_of(params_file, "data.synth.label_step=0.7")
+
+
+def test_every_problem_is_reported_at_once(params_file):
+    msg = error_of(params_file, "train.lr=-1", "train.batch_size=0")
+    assert "train.lr" in msg and "train.batch_size" in msg
+
+
+def test_register_section_keeps_its_name(params_file):
+    params = load_params(params_file, ["register.stage=staging"])
+    assert params.registration.stage == "staging"
+    assert "register:\n" in params_to_yaml(params)
+    assert "register.bogus: unknown key; allowed here: artifact" in error_of(params_file, "register.bogus=1")
+
+
+def test_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="no parameters file at"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_params(listy)
+
+
+def test_override_syntax(params_file):
+    params = load_params(params_file, ["train.seeds=[1, 2]", "model.dropout=0.25"])
+    assert params.train.seeds == [1, 2] and params.model.dropout == 0.25
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_params(params_file, ["train.lr"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_params(params_file, ["train.lr.x=1"])

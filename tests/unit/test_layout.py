@@ -1,0 +1,173 @@
+"""The layout's rules: the library never imports the application layer, and every DVC stage declares
+exactly the code and params its command reads (so `dvc repro` never leaves a stale result standing)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shlex
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from misr.config import (
+    DatasetConfig,
+    DemoCorpusConfig,
+    EvaluateConfig,
+    FeaturesConfig,
+    ModelConfig,
+    RegisterConfig,
+    SynthConfig,
+    TrainConfig,
+    load_params,
+)
+from misr.evaluation.convention import Convention
+from tests.helpers import REPO
+from tests.helpers.imports import closure, module_file, third_party_imports
+
+APPLICATION = {"typer", "rich", "prefect", "prefect_dask", "pipelines"}
+# What a stage function's typed argument reads from params.yaml ({item}: the data set of the stage).
+SECTION_KEYS = {
+    ModelConfig: "model",
+    TrainConfig: "train",
+    FeaturesConfig: "features",
+    EvaluateConfig: "evaluate",
+    RegisterConfig: "register",
+    SynthConfig: "data.synth",
+    DemoCorpusConfig: "data.demo_corpus",
+    DatasetConfig: "data.datasets.{item}",
+    Convention: "data.datasets.{item}.convention",
+}
+
+
+def stages() -> list[tuple[str, str, dict]]:
+    """(name, data set, stage) for every stage of dvc.yaml, foreach expanded as DVC does."""
+    out = []
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" not in stage:
+            cmd = stage["cmd"]
+            item = next((a.split("=", 1)[1] for a in shlex.split(cmd) if a.startswith("data.dataset=")), None)
+            out.append((name, item, stage))
+            continue
+        items = stage["foreach"]
+        for key, value in items.items() if isinstance(items, dict) else ((i, i) for i in items):
+            text = yaml.safe_dump(stage["do"]).replace("${item}", str(key)).replace("${key}", str(key))
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    text = text.replace("${item." + k + "}", str(v))
+            out.append((f"{name}@{key}", key, yaml.safe_load(text)))
+    return out
+
+
+STAGES = stages()
+
+
+def command_module(cmd: str) -> Path:
+    """The file that defines the `misr` command a stage runs."""
+    from pipelines.cli.main import app
+
+    word = shlex.split(cmd)[1]
+    found = next(c for c in app.registered_commands if c.name == word)
+    return Path(inspect.getsourcefile(found.callback)).resolve()
+
+
+def covered(path: Path, deps: list[str]) -> bool:
+    rel = path.relative_to(REPO)
+    return any(rel == Path(d) or Path(d) in rel.parents for d in deps)
+
+
+def test_the_library_never_imports_the_application_layer():
+    offenders = {
+        str(p.relative_to(REPO)): sorted(third_party_imports(p) & APPLICATION)
+        for p in sorted((REPO / "misr").rglob("*.py"))
+        if third_party_imports(p) & APPLICATION
+    }
+    assert offenders == {}
+
+
+def test_the_import_follower_finds_what_a_module_needs():
+    files = {str(p.relative_to(REPO)) for p in closure(module_file("misr.stages.train"))}
+    assert {"misr/training/loop.py", "misr/model/misr.py", "misr/store/read.py", "misr/__init__.py"} <= files
+    assert "misr/evaluation/plots.py" not in files and "pipelines/cli/main.py" not in files
+    # the registry's "module:Class" strings count as imports
+    assert "misr/features/visual.py" in {str(p.relative_to(REPO)) for p in closure(module_file("misr.features.registry"))}
+
+
+@pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
+def test_a_stage_declares_every_project_file_its_command_imports(name, item, stage):
+    deps = [d for d in stage.get("deps", []) if not d.startswith("data/")]
+    needed = closure(command_module(stage["cmd"]))
+    missing = sorted(str(p.relative_to(REPO)) for p in needed if not covered(p, deps))
+    assert missing == [], f"{name} imports files its deps do not list: {missing}"
+    unused = [d for d in deps if not any(covered(p, [d]) for p in needed)]
+    assert unused == [], f"{name} lists deps its command never imports: {unused}"
+
+
+@pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
+def test_a_stage_declares_the_params_its_function_takes(name, item, stage):
+    module = __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"])
+    hints = typing.get_type_hints(module.run)
+    wanted = {SECTION_KEYS[t].format(item=item) for t in hints.values() if t in SECTION_KEYS}
+    declared = set(stage.get("params", []))
+    uncovered = [w for w in wanted if not any(w == d or w.startswith(d + ".") for d in declared)]
+    assert uncovered == [], f"{name}: its run() reads {uncovered} but dvc.yaml does not declare them"
+    extra = [d for d in declared if not any(w == d or w.startswith(d + ".") or d.startswith(w + ".") for w in wanted)]
+    assert extra == [], f"{name}: dvc.yaml declares params its run() never takes: {extra}"
+
+
+@pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
+def test_stage_paths_are_the_data_sets_paths_in_params(name, item, stage):
+    ds = load_params(REPO / "params.yaml").data.datasets[item]
+    allowed = {str(p) for p in (ds.raw_dir, ds.features_dir, ds.models_dir, ds.eval_dir) if p is not None}
+    in_cmd = [a for a in shlex.split(stage["cmd"]) if a.startswith("data/")]
+    assert in_cmd and all(a in allowed for a in in_cmd), (in_cmd, allowed)
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+    assert all(any(o == a or o.startswith(a + "/") for a in allowed) for o in outs), (outs, allowed)
+
+
+def stale_results(status: dict) -> list[str]:
+    """What `dvc status --json` says changed in code, params or commands (missing data is allowed)."""
+    stale = []
+    for stage, items in status.items():
+        for item in items:
+            if item == "changed command":
+                stale.append(f"{stage}: its command changed")
+            if not isinstance(item, dict):
+                continue
+            for path, change in item.get("changed deps", {}).items():
+                if isinstance(change, dict):  # a params file: {key: modified | new | deleted}
+                    stale += [f"{stage}: {path} {key} {how}" for key, how in change.items()]
+                elif not path.startswith("data/"):
+                    stale.append(f"{stage}: {path} {change}")
+    return stale
+
+
+def test_stale_results_are_told_apart_from_missing_data():
+    status = {
+        "train@demo": [
+            {"changed deps": {"data/features/demo": "deleted", "misr/model": "modified"}},
+            {"changed outs": {"data/models/demo": "deleted"}},
+        ],
+        "evaluate@demo": [{"changed deps": {"params.yaml": {"evaluate.robustness": "modified"}}}, "changed command"],
+        "synth": [{"changed deps": {"data/x": "modified"}}],
+    }
+    assert stale_results(status) == [
+        "train@demo: misr/model modified",
+        "evaluate@demo: params.yaml evaluate.robustness modified",
+        "evaluate@demo: its command changed",
+    ]
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the git checkout")
+def test_the_committed_results_are_those_of_the_committed_code():
+    """dvc.lock (and so the committed metrics and cards) must describe the code and params beside it.
+
+    After changing code or params a stage depends on, re-run the pipeline (`dvc repro`) and commit its outputs.
+    """
+    res = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert stale_results(json.loads(res.stdout or "{}")) == []

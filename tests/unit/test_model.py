@@ -1,0 +1,258 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from misr.config import load_params
+from misr.model import MISR, InputSpec, LateFusion, build_model, gaussian, invariance, loss_terms, loss_weights, total_loss
+from misr.model.encoders import SequenceEncoder, TokenEncoder
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = InputSpec(audio_dim=5, visual_dim=7, text_kind="tokens", vocab_size=30)
+
+
+def model_cfg(*overrides):
+    return load_params(REPO / "params.yaml", ["model.d_model=16", "model.n_heads=2", "model.latent_dim=8", *overrides]).model
+
+
+def batch(b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    text_len = torch.tensor([5, 3, 6, 2][:b])
+    mask = (torch.arange(6)[None] < text_len[:, None]).long()
+    audio_len = torch.tensor([7, 2, 4, 1][:b])
+    visual_len = torch.tensor([3, 9, 9, 5][:b])
+    return {
+        "text_ids": torch.randint(1, 30, (b, 6), generator=g) * mask,
+        "text_mask": mask,
+        "audio": torch.randn(b, 7, 5, generator=g) * (torch.arange(7)[None, :, None] < audio_len[:, None, None]),
+        "audio_lengths": audio_len,
+        "visual": torch.randn(b, 9, 7, generator=g) * (torch.arange(9)[None, :, None] < visual_len[:, None, None]),
+        "visual_lengths": visual_len,
+        "y": torch.tensor([1.0, -2.0, 0.4, 2.8][:b]),
+    }
+
+
+# ---------------------------------------------------------------------------------- encoders
+
+
+def test_sequence_encoder_shape_and_padding_invariance():
+    torch.manual_seed(0)
+    enc = SequenceEncoder(5, 16, n_heads=2, n_layers=2, n_summary=2, dropout=0.1).eval()
+    x = torch.randn(3, 6, 5)
+    lengths = torch.tensor([6, 2, 4])
+    out = enc(x, lengths)
+    assert out.shape == (3, 16)
+    # garbage in the padding, or more padding, changes nothing
+    noisy = x.clone()
+    noisy[1, 2:] = 1e3
+    longer = torch.cat([x, torch.randn(3, 5, 5)], dim=1)
+    assert torch.allclose(enc(noisy, lengths), out, atol=1e-5)
+    assert torch.allclose(enc(longer, lengths), out, atol=1e-5)
+    # but real frames do matter
+    changed = x.clone()
+    changed[1, 0] += 1.0
+    assert not torch.allclose(enc(changed, lengths)[1], out[1], atol=1e-4)
+
+
+def test_token_encoder_uses_the_mask():
+    torch.manual_seed(0)
+    enc = TokenEncoder(30, 16, n_heads=2, n_layers=1, n_summary=1, dropout=0.0).eval()
+    ids = torch.tensor([[1, 5, 7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    out = enc(ids, mask)
+    assert out.shape == (1, 16)
+    assert torch.allclose(enc(torch.tensor([[1, 5, 7, 9, 9]]), mask), out, atol=1e-6)
+
+
+def test_bert_text_encoder_runs_the_shipped_minilm_frozen():
+    from misr.model.encoders import BertTextEncoder, minilm_dir
+
+    enc = BertTextEncoder(minilm_dir(), finetune=False, d_model=16, n_heads=2, n_layers=1, n_summary=1, dropout=0.0)
+    ids = torch.tensor([[101, 2307, 3185, 102], [101, 6659, 102, 0]])
+    mask = (ids != 0).long()
+    out = enc(ids, mask)
+    assert out.shape == (2, 16)
+    out.sum().backward()
+    assert all(p.grad is None for p in enc.bert.parameters())
+    assert enc.encoder.proj.weight.grad is not None
+    enc.train()
+    assert not enc.bert.training  # frozen encoder keeps dropout off
+
+
+# ---------------------------------------------------------------------------------- gaussian
+
+
+def test_kl_to_standard_normal_hand_value():
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)]])
+    # 0.5 * (1 + 1 - 1 - 0) + 0.5 * (0 + 2 - 1 - ln 2)
+    expected = 0.5 + 0.5 * (1 - math.log(2.0))
+    assert gaussian.kl_to_standard_normal(mu, logvar).item() == pytest.approx(expected)
+
+
+def test_kl_between_hand_value_and_pairwise_symmetry():
+    mu_p, lv_p = torch.zeros(1, 1), torch.zeros(1, 1)
+    mu_q, lv_q = torch.ones(1, 1), torch.full((1, 1), math.log(2.0))
+    # KL(N(0,1) || N(1,2)) = 0.5 * (ln 2 + (1 + 1) / 2 - 1) = 0.5 ln 2
+    assert gaussian.kl_between(mu_p, lv_p, mu_q, lv_q).item() == pytest.approx(0.5 * math.log(2.0))
+    # KL(N(1,2) || N(0,1)) = 0.5 * (0 - ln 2 + (2 + 1) / 1 - 1) = 0.5 * (2 - ln 2)
+    back = 0.5 * (2 - math.log(2.0))
+    g = {"a": (mu_p, lv_p), "b": (mu_q, lv_q)}
+    assert gaussian.pairwise_kl(g).item() == pytest.approx((0.5 * math.log(2.0) + back) / 2)
+    same = {"a": (mu_q, lv_q), "b": (mu_q.clone(), lv_q.clone())}
+    assert gaussian.pairwise_kl(same).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_head_clamps_logvar_and_reparameterisation():
+    head = gaussian.GaussianHead(4, 3, -2.0, 2.0)
+    with torch.no_grad():
+        head.logvar.bias.fill_(50.0)
+    mu, lv = head(torch.randn(5, 4))
+    assert lv.max().item() == 2.0
+    assert torch.equal(gaussian.reparameterize(mu, lv, sample=False), mu)
+    torch.manual_seed(0)
+    mu = torch.full((20000, 1), 1.5)
+    draws = gaussian.reparameterize(mu, torch.full((20000, 1), math.log(0.25)), sample=True)
+    assert draws.mean().item() == pytest.approx(1.5, abs=0.02)
+    assert draws.std().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_precision_fusion_weights():
+    z = {"t": torch.tensor([[1.0]]), "a": torch.tensor([[3.0]])}
+    equal = {"t": torch.zeros(1, 1), "a": torch.zeros(1, 1)}
+    fused, w = gaussian.precision_fusion(z, equal)
+    assert fused.item() == pytest.approx(2.0) and w.shape == (2, 1, 1)
+    # text far more certain: sigma_t = e^-4, sigma_a = 1 -> weights softmax(e^4, 1)
+    fused, w = gaussian.precision_fusion(z, {"t": torch.full((1, 1), -8.0), "a": torch.zeros(1, 1)})
+    w_t = math.exp(math.exp(4)) / (math.exp(math.exp(4)) + math.e)
+    assert w[0].item() == pytest.approx(w_t)
+    assert fused.item() == pytest.approx(1.0 * w_t + 3.0 * (1 - w_t))
+
+
+# ---------------------------------------------------------------------------------- invariance
+
+
+def test_vrex_zero_for_equal_risks_positive_otherwise():
+    assert invariance.vrex_penalty(torch.tensor([0.7, 0.7, 0.7])).item() == 0.0
+    # population variance of [1, 2, 3, 6] = mean([-2, -1, 0, 3]^2) = 14 / 4
+    assert invariance.vrex_penalty(torch.tensor([1.0, 2.0, 3.0, 6.0])).item() == pytest.approx(3.5)
+
+
+def test_irmv1_hand_value_zero_and_positive():
+    y = torch.tensor([1.0, 1.0])
+    # d/dw mean (w*p - y)^2 at w=1 = mean(2 (p - y) p) = (2*1*2 + 2*3*4) / 2 = 14 -> penalty 196
+    assert invariance.irmv1_penalty(torch.tensor([[2.0, 4.0]]), y).item() == pytest.approx(196.0)
+    # two environments with equal L1 risks (0.5 each), one over- and one under-predicting: positive
+    preds = torch.tensor([[1.5, 1.5], [0.5, 0.5]])
+    assert torch.allclose(invariance.environment_risks(preds, y), torch.tensor([0.5, 0.5]))
+    # env 1: 2 * 0.5 * 1.5 = 1.5 -> 2.25; env 2: 2 * (-0.5) * 0.5 = -0.5 -> 0.25
+    assert invariance.irmv1_penalty(preds, y).item() == pytest.approx(2.25 + 0.25)
+    # perfect predictions in every environment: equal (zero) risks and no gradient to exploit
+    assert invariance.irmv1_penalty(torch.stack([y, y]), y).item() == 0.0
+    # residuals orthogonal to the predictions: the scale is already optimal, penalty zero
+    assert invariance.irmv1_penalty(torch.tensor([[1.0, -1.0]]), torch.tensor([1.5, -0.5])).item() == pytest.approx(0.0)
+
+
+def test_irmv1_penalty_has_gradients_for_the_model():
+    p = torch.tensor([[2.0, 0.5]], requires_grad=True)
+    invariance.irmv1_penalty(p, torch.tensor([1.0, 1.0])).backward()
+    assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_penalty_weight_schedules():
+    assert [invariance.penalty_weight(2.0, e, 2, "step") for e in range(4)] == [0.0, 0.0, 2.0, 2.0]
+    assert [invariance.penalty_weight(2.0, e, 2, "linear") for e in range(4)] == [0.0, 1.0, 2.0, 2.0]
+    assert invariance.penalty_weight(2.0, 0, 0, "linear") == 2.0
+
+
+# ---------------------------------------------------------------------------------- model
+
+
+def test_misr_forward_shapes_and_environments():
+    torch.manual_seed(0)
+    cfg = model_cfg()
+    model = MISR(cfg, SPEC)
+    out = model(batch())
+    assert out["pred"].shape == (4,) and out["env_preds"].shape == (4, 4)
+    assert torch.equal(out["pred"], out["env_preds"][0])
+    assert out["fusion_weights"].shape == (3, 4, 8)
+    assert set(out["gaussians"]) == {"text", "audio", "visual"}
+    model.eval()
+    a, b = model(batch())["pred"], model(batch())["pred"]
+    assert torch.equal(a, b)  # evaluation is deterministic: means, no draws
+
+
+def test_environment_schemes():
+    torch.manual_seed(0)
+    cfg = model_cfg("model.environments=unimodal")
+    model = MISR(cfg, SPEC)
+    z = torch.randn(4, 8)
+    h = {m: torch.randn(4, 16) for m in ("text", "audio", "visual")}
+    envs = model.environments(z, h, None, sample=True)
+    assert envs.shape == (4, 4, 8) and torch.equal(envs[0], z)
+    assert torch.allclose(envs[2], model.unimodal["audio"](h["audio"]))
+    model_plus = MISR(model_cfg(), SPEC)
+    envs = model_plus.environments(z, h, None, sample=True)
+    assert torch.allclose(envs[1], z + model_plus.unimodal["text"](h["text"]))
+
+    z_only = MISR(model_cfg("model.name=misr_z_env", "model.z_env_samples=3"), SPEC)
+    assert len(z_only.unimodal) == 0
+    out = z_only(batch())
+    assert out["env_preds"].shape == (3, 4)
+    z_only.eval()
+    assert z_only(batch())["env_preds"].shape == (1, 4)
+
+
+def test_late_fusion_is_plain_l1():
+    cfg = model_cfg("model.name=late_fusion")
+    model = build_model(cfg, SPEC)
+    assert isinstance(model, LateFusion)
+    out = model(batch())
+    terms = loss_terms(cfg, out, batch()["y"])
+    assert set(terms) == {"risk", "l1_z"}
+    assert terms["risk"].item() == pytest.approx((out["pred"] - batch()["y"]).abs().mean().item())
+    w = loss_weights(cfg, epoch=10)
+    assert total_loss(terms, w).item() == pytest.approx(terms["risk"].item())
+
+
+def test_loss_terms_and_total_hand_composition():
+    cfg = model_cfg(
+        "model.kl.prior_weight=0.5", "model.kl.pairwise_weight=0.25", "model.invariance.weight=2", "model.invariance.warmup_epochs=0"
+    )
+    y = torch.tensor([1.0, -1.0])
+    zeros = torch.zeros(2, 2)
+    out = {
+        "env_preds": torch.tensor([[1.0, -1.0], [2.0, -1.0]]),  # risks 0 and 0.5
+        "gaussians": {"text": (torch.ones(2, 2), zeros), "audio": (zeros, zeros), "visual": (zeros, zeros)},
+    }
+    terms = loss_terms(cfg, out, y)
+    assert terms["risk"].item() == pytest.approx(0.25)
+    assert terms["l1_z"].item() == pytest.approx(0.0)
+    # KL(N(1, 1) || N(0, 1)) over 2 dims = 1; modalities average: 1/3
+    assert terms["kl_prior"].item() == pytest.approx(1 / 3)
+    # ordered pairs: (t,a), (t,v), (a,t), (v,t) each 1; (a,v), (v,a) 0 -> 4/6
+    assert terms["kl_pair"].item() == pytest.approx(4 / 6)
+    assert terms["invariance"].item() == pytest.approx(0.0625)  # var([0, 0.5])
+    w = loss_weights(cfg, epoch=0)
+    expected = 0.25 + 0.5 / 3 + 0.25 * 4 / 6 + 2 * 0.0625
+    assert total_loss(terms, w).item() == pytest.approx(expected)
+
+
+def test_ablation_switches():
+    assert loss_weights(model_cfg("model.name=misr_no_dist"), 5)["kl_prior"] == 0.0
+    assert loss_weights(model_cfg("model.name=misr_no_dist"), 5)["invariance"] > 0
+    assert loss_weights(model_cfg("model.name=misr_no_inv"), 5)["invariance"] == 0.0
+    assert loss_weights(model_cfg("model.name=misr_no_inv"), 5)["kl_pair"] > 0
+    w = loss_weights(model_cfg("model.invariance.warmup_epochs=4", "model.invariance.schedule=step"), 2)
+    assert w["invariance"] == 0.0
+
+
+def test_irm_kind_through_loss_terms():
+    cfg = model_cfg("model.invariance.kind=irm")
+    torch.manual_seed(0)
+    model = MISR(cfg, SPEC)
+    terms = loss_terms(cfg, model(batch()), batch()["y"])
+    assert terms["invariance"].item() > 0
+    total_loss(terms, loss_weights(cfg, 10)).backward()
+    assert model.encoders["audio"].proj.weight.grad is not None
