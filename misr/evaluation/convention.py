@@ -30,7 +30,9 @@ class Convention:
 
     def class_of(self, values: Any) -> np.ndarray:
         """The class of each score or label (an integer of `classes`)."""
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float64)
         if self.metric_set == "sims":
             return sims_bin(np.clip(values, -1, 1), 5) - 2
         return np.round(np.clip(values, -self.label_limit, self.label_limit)).astype(int)

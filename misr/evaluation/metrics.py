@@ -39,26 +39,26 @@ SIMS_BINS = {
 
 def msa_metrics(preds: Any, labels: Any, dataset: Literal["mosi", "mosei", "sims"] = "mosi") -> dict[str, float]:
     """The standard metrics for one set of predictions; `dataset` picks the MOSI/MOSEI or SIMS set."""
-    p = _flat(preds)
-    y = _flat(labels)
+    p, y = _native(preds), _native(labels)
     if p.shape != y.shape:
         raise ValueError(f"{p.size} predictions for {y.size} labels")
     if p.size == 0:
         raise ValueError("no predictions to score")
+    if not (np.isfinite(p).all() and np.isfinite(y).all()):
+        raise ValueError("predictions and labels must be finite numbers")
     if dataset in ("mosi", "mosei"):
-        return _mosi(p, y)
+        return _mosi(p.astype(np.float64), y.astype(np.float64))
     if dataset == "sims":
         return _sims(p, y)
     raise ValueError(f"dataset must be mosi, mosei or sims (got {dataset!r})")
 
 
-def _flat(x: Any) -> np.ndarray:
+def _native(x: Any) -> np.ndarray:
+    """A flat array in the input's own floating precision (other numbers become float64)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float64).reshape(-1)
-    if not np.isfinite(arr).all():
-        raise ValueError("predictions and labels must be finite numbers")
-    return arr
+    arr = np.asarray(x).reshape(-1)
+    return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
 
 
 def _mosi(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -80,21 +80,27 @@ def _mosi(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def _sims(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    p = np.clip(p, -1, 1)
-    y = np.clip(y, -1, 1)
+    # Binned in the inputs' own precision, as MMSA's comparisons with Python floats are: a float32
+    # label of 0.1 lies in (-0.1, 0.1] whether the arrays are float32 or float64.
+    p, y = np.clip(p, -1, 1), np.clip(y, -1, 1)
     out: dict[str, float] = {}
     for k in (2, 3, 5):
         out[f"Mult_acc_{k}"] = _accuracy(sims_bin(p, k), sims_bin(y, k))
     out["F1_score"] = weighted_f1(sims_bin(y, 2), sims_bin(p, 2))
-    out["MAE"] = float(np.mean(np.abs(p - y)))
-    out["Corr"] = pearson(p, y)
+    p64, y64 = p.astype(np.float64), y.astype(np.float64)
+    out["MAE"] = float(np.mean(np.abs(p64 - y64)))
+    out["Corr"] = pearson(p64, y64)
     return out
 
 
 def sims_bin(values: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class index of each value; bins are closed on the right, (a, b], the first one also on the left."""
-    edges = np.asarray(SIMS_BINS[n_classes])
-    return np.searchsorted(edges, values, side="left")
+    """Class index of each value; bins are closed on the right, (a, b], the first one also on the left.
+
+    The edges take the values' precision, so that a float32 0.1 sits on the edge 0.1, not above it.
+    """
+    values = np.asarray(values)
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
+    return np.searchsorted(np.asarray(SIMS_BINS[n_classes], dtype=dtype), values.astype(dtype), side="left")
 
 
 def _accuracy(pred: np.ndarray, true: np.ndarray) -> float:

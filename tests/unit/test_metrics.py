@@ -98,3 +98,29 @@ def test_bad_input():
         msa_metrics([np.nan], [1.0])
     with pytest.raises(ValueError, match="dataset must be"):
         msa_metrics([1.0], [1.0], "iemocap")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sims_bins_on_the_edges_in_the_inputs_own_precision(dtype):
+    """MMSA compares each array with the edges in the array's precision: float32 0.1 is in (-0.1, 0.1]."""
+    edges = np.array([-0.7, -0.1, 0.1, 0.7], dtype=dtype)
+    # by hand: bins [-1, -0.7], (-0.7, -0.1], (-0.1, 0.1], (0.1, 0.7], (0.7, 1]
+    assert sims_bin(edges, 5).tolist() == [0, 1, 2, 3]
+    assert sims_bin(edges, 3).tolist() == [0, 0, 1, 2]
+    assert sims_bin(np.array([0.0, np.nextafter(dtype(0), dtype(1))], dtype=dtype), 2).tolist() == [0, 1]
+    # a prediction on an edge and a label on the same edge agree, whatever the precision
+    labels = np.array([-0.7, -0.1, 0.1, 0.7, 0.1], dtype=dtype)
+    preds = np.array([-0.7, -0.1, 0.1, 0.7, 0.09], dtype=dtype)
+    m = msa_metrics(preds, labels, "sims")
+    assert m["Mult_acc_5"] == m["Mult_acc_3"] == 1.0
+    assert m["Mult_acc_2"] == 1.0
+
+
+def test_sims_metrics_agree_between_float32_and_float64_inputs():
+    rng = np.random.default_rng(0)
+    labels = np.round(rng.uniform(-1, 1, 400), 1)  # SIMS labels sit on a 0.1 grid: many on the edges
+    preds = np.round(rng.uniform(-1, 1, 400), 1)
+    m64 = msa_metrics(preds, labels, "sims")
+    m32 = msa_metrics(preds.astype(np.float32), labels.astype(np.float32), "sims")
+    for key in ("Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score"):
+        assert m32[key] == m64[key], key
