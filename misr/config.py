@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from misr.errors import ConfigError
 
@@ -24,10 +24,37 @@ DATASET_FOLDERS = {"features_dir": "features", "models_dir": "models", "eval_dir
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite numbers (.inf, .nan) are refused everywhere: no setting means "infinitely".
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 for a number; in a params file that is always a mistake
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _wants_number(field.annotation) and _holds_bool(value):
+            raise ValueError("must be a number, not true or false")
+        return value
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field's type holds numbers (int or float, also inside lists, tuples and dicts)."""
+    if annotation in (int, float):
+        return True
+    return any(_wants_number(arg) for arg in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return False
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -266,6 +293,14 @@ class TrainConfig(Section):
     )
     deterministic: bool = True
 
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"every seed must differ; {', '.join(map(str, repeated))} appear(s) more than once")
+        return seeds
+
 
 # ------------------------------------------------------------------------------------- evaluate
 
@@ -326,7 +361,7 @@ class Params(Section):
             raise ValueError(f"retrain.dataset {self.retrain.dataset!r} is not one of data.datasets: {', '.join(self.data.datasets)}")
         return self
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -341,7 +376,8 @@ def load_params(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             hint="run from the repository root, or pass --params PATH",
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:  # a stream, so that YAML's messages name the file
+            raw = yaml.load(fh, Loader=UniqueKeyLoader)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -353,6 +389,25 @@ def load_params(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     for item in overrides:
         apply_override(raw, item)
     return validate_params(raw, source=str(path))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (not "the last wins")."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice (first on line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def validate_params(raw: dict[str, Any], source: str = "params") -> Params:

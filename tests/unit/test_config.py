@@ -85,3 +85,28 @@ def test_override_syntax(params_file):
         load_params(params_file, ["train.lr"])
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_params(params_file, ["train.lr.x=1"])
+
+
+def test_non_finite_numbers_are_refused(params_file):
+    err = error_of(params_file, "model.invariance.weight=.inf", "data.synth.modality_noise={text: .nan, audio: 1, visual: 1}")
+    assert "model.invariance.weight: must be a finite number (got inf)" in err
+    assert "data.synth.modality_noise.text: must be a finite number (got nan)" in err
+
+
+def test_booleans_are_not_numbers(params_file):
+    err = error_of(params_file, "train.epochs=true", "train.seeds=[false, 2]", "model.dropout=false")
+    assert "train.epochs: must be a number, not true or false" in err
+    assert "train.seeds: must be a number, not true or false" in err
+    assert "model.dropout: must be a number, not true or false" in err
+    assert load_params(params_file, ["train.deterministic=false"]).train.deterministic is False  # a real boolean
+
+
+def test_duplicate_seeds_are_refused(params_file):
+    assert "train.seeds: every seed must differ; 1 appear(s) more than once" in error_of(params_file, "train.seeds=[1, 2, 1]")
+
+
+def test_a_key_given_twice_in_the_file_is_an_error(params_file):
+    params_file.write_text(params_file.read_text() + "\ntrain:\n  epochs: 5\n")
+    with pytest.raises(ConfigError, match=r"the key 'train' is given twice \(first on line \d+\)") as info:
+        load_params(params_file)
+    assert str(params_file) in str(info.value)
