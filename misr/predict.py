@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from misr.data.corpus import VIDEO_EXTENSIONS, Clip
+from misr.data.corpus import VIDEO_EXTENSIONS, Clip, is_video_name
 from misr.data.media import ClipError
 from misr.errors import MisrError
 from misr.training.batches import zero_modality
@@ -97,12 +97,14 @@ def _commit_of(repo: Path, artifact: str, version: str) -> str | None:
 
 def videos_in(target: Path) -> list[Path]:
     if target.is_dir():
-        found = sorted(p for p in target.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        found = sorted(p for p in target.rglob("*") if is_video_name(p) and p.is_file())
         if not found:
             raise MisrError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in {target}")
         return found
     if not target.exists():
         raise MisrError(f"no video at {target}")
+    if not target.is_file():
+        raise MisrError(f"{target} is not a regular file (a FIFO or a device cannot be predicted from)")
     return [target]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from misr.errors import MisrError
 from misr.evaluation.convention import MOSI, Convention
-from misr.store import clip_key
+from misr.store import KEY_SEPARATOR, clip_key
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv")
 REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
@@ -77,14 +77,20 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
 
     counts: dict[str, int] = {}
     for row in rows:
-        k = clip_key((row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip())
-        counts[k] = counts.get(k, 0) + 1
+        ids = ((row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip())
+        if not any(KEY_SEPARATOR in i for i in ids):  # those rows are set aside on their own
+            counts[clip_key(*ids)] = counts.get(clip_key(*ids), 0) + 1
 
     clips, problems = [], []
     for line, row in enumerate(rows, start=2):
         video_id, clip_id = (row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip()
         key = clip_key(video_id, clip_id)
         where = f"label.csv line {line}"
+        with_separator = next((i for i in (video_id, clip_id) if KEY_SEPARATOR in i), None)
+        if with_separator is not None:
+            message = f"{where}: id {with_separator!r} contains {KEY_SEPARATOR!r}, the separator of MMSA's clip keys"
+            problems.append(problem(key, "SeparatorInId", f"{message} (<video_id>{KEY_SEPARATOR}<clip_id>): rename it"))
+            continue
         if counts[key] > 1:
             problems.append(problem(key, "DuplicateClip", f"{where}: clip {key!r} appears {counts[key]} times; every copy is set aside"))
             continue
@@ -128,18 +134,29 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
         if not _inside(path, videos):
             problems.append(problem(key, "UnsafePath", f"{where}: Raw/{video_id}/{path.name} resolves outside the corpus ({path.resolve()})"))
             continue
+        if not path.is_file():  # a FIFO or a device would block or never end when read
+            problems.append(problem(key, "NotARegularFile", f"{where}: Raw/{video_id}/{path.name} is not a regular file"))
+            continue
         clips.append(Clip(key, video_id, clip_id, path, text.strip(), split, annotation=(row.get("annotation") or None), **labels))
     return clips, problems
 
 
 def find_video(videos: Path, video_id: str, clip_id: str) -> Path | None:
-    """The clip's file, whatever its container: the first of VIDEO_EXTENSIONS that exists."""
+    """The clip's file, whatever its container and the case of its extension (.mp4, .MP4, .Mov ...).
+
+    With several, the first in the order of VIDEO_EXTENSIONS. Any kind of file is returned (a link,
+    a FIFO): the caller decides what it may open.
+    """
     folder = videos / video_id
-    for ext in VIDEO_EXTENSIONS:
-        candidate = folder / f"{clip_id}{ext}"
-        if candidate.exists() or candidate.is_symlink():
-            return candidate
-    return None
+    try:
+        matches = [p for p in folder.iterdir() if p.name[: len(clip_id)] == clip_id and p.name[len(clip_id) :].lower() in VIDEO_EXTENSIONS]
+    except OSError:
+        return None
+    return min(matches, key=lambda p: (VIDEO_EXTENSIONS.index(p.suffix.lower()), p.name), default=None)
+
+
+def is_video_name(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _safe_id(value: str) -> bool:

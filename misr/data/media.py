@@ -32,6 +32,8 @@ def _open(path: Path, stage: str):
 
     if not path.exists():
         raise ClipError(stage, "MissingFile", f"{path} does not exist")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ClipError(stage, "NotARegularFile", f"{path} is not a regular file")
     if path.stat().st_size == 0:
         raise ClipError(stage, "EmptyFile", f"{path} is empty (0 bytes)")
     try:

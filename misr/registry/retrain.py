@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from misr.config import Params
+from misr.data.corpus import find_video
 from misr.errors import MisrError
+from misr.store import clip_key
 from misr.util import proc
 from misr.util.hashing import file_sha256, stable_hash
 
@@ -42,9 +44,10 @@ def data_state(params: Params, repo: Path) -> dict[str, Any]:
         return {"version": None, "clips": {}}
     clips: dict[str, list[Any]] = {}
     for row in csv.DictReader(io.StringIO(table.read_text(encoding="utf-8", errors="replace"))):
-        key = f"{row.get('video_id', '')}$_${row.get('clip_id', '')}"
-        found = next((p for p in sorted((raw / "Raw" / row.get("video_id", "")).glob(f"{row.get('clip_id', '')}.*")) if p.is_file()), None)
-        clips[key] = [row.get("label"), row.get("mode"), row.get("text"), file_sha256(found) if found else None]
+        video_id, clip_id = row.get("video_id") or "", row.get("clip_id") or ""
+        found = find_video(raw / "Raw", video_id, clip_id) if video_id and clip_id else None
+        digest = file_sha256(found) if found is not None and found.is_file() else None  # never a FIFO: it blocks
+        clips[clip_key(video_id, clip_id)] = [row.get("label"), row.get("mode"), row.get("text"), digest]
     return {"version": stable_hash(clips), "clips": clips}
 
 

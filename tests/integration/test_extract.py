@@ -368,3 +368,42 @@ def test_registry_names_every_backend_and_pyfeat_absence_is_a_clear_error():
     except ImportError:
         with pytest.raises(MisrError, match="py-feat is not installed"):
             extractors_for(params("features.visual.backend=pyfeat").features)
+
+
+def test_extensions_match_whatever_their_case_and_only_regular_files_are_read(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "Raw" / "v1").mkdir(parents=True)
+    (raw / "Raw" / "v1" / "upper.MP4").write_bytes(b"x")
+    (raw / "Raw" / "v1" / "mixed.Mov").write_bytes(b"x")
+    os.mkfifo(raw / "Raw" / "v1" / "pipe.mp4")  # opening it for reading would block for ever
+    (raw / "Raw" / "v1" / "folder.mp4").mkdir()
+    rows = [{"video_id": "v1", "clip_id": c, "text": "good", "label": "0.5", "mode": "train"} for c in ("upper", "mixed", "pipe", "folder")]
+    write_rows(raw, rows)
+    clips, problems = read_corpus(raw)
+    assert sorted(c.path.name for c in clips) == ["mixed.Mov", "upper.MP4"]
+    assert sorted((p["clip_key"], p["error"]) for p in problems) == [("v1$_$folder", "NotARegularFile"), ("v1$_$pipe", "NotARegularFile")]
+    from misr.data.media import ClipError, read_video
+    from misr.errors import MisrError
+    from misr.predict import videos_in
+
+    with pytest.raises(ClipError, match="not a regular file"):
+        read_video(raw / "Raw" / "v1" / "pipe.mp4")
+    with pytest.raises(MisrError, match="not a regular file"):
+        videos_in(raw / "Raw" / "v1" / "pipe.mp4")
+    assert [p.name for p in videos_in(raw / "Raw" / "v1")] == ["mixed.Mov", "upper.MP4"]
+
+
+def test_ids_holding_the_key_separator_are_set_aside_with_their_own_reason(tmp_path):
+    raw = tmp_path / "raw"
+    for vid, cid in (("a", "b$_$c"), ("a$_$b", "c"), ("a", "d")):
+        (raw / "Raw" / vid).mkdir(parents=True, exist_ok=True)
+        (raw / "Raw" / vid / f"{cid}.mp4").write_bytes(b"x")
+    rows = [
+        {"video_id": v, "clip_id": c, "text": "good", "label": "1", "mode": "train"}
+        for v, c in (("a", "b$_$c"), ("a$_$b", "c"), ("a", "d"))
+    ]
+    write_rows(raw, rows)
+    clips, problems = read_corpus(raw)
+    assert [c.key for c in clips] == ["a$_$d"]
+    assert [p["error"] for p in problems] == ["SeparatorInId", "SeparatorInId"]  # not two DuplicateClip
+    assert "'b$_$c' contains '$_$'" in problems[0]["message"] and "'a$_$b'" in problems[1]["message"]
