@@ -193,8 +193,15 @@ class FeatureStore:
     # ------------------------------------------------------------------------------- summary
 
     def describe(self) -> dict[str, Any]:
-        """A summary for people: clips per split, and per modality files, clips, dimension, extractor."""
-        summary: dict[str, Any] = {"root": str(self.root), "splits": self.splits(), "modalities": {}}
+        """A summary for people: usable clips per split, quarantined clips, and per modality files, clips,
+        dimension, extractor. A clip with several quarantine rows (one per failed stage) counts once."""
+        quarantined = set(self.errors().column("clip_key").to_pylist())
+        clips = self.clips()
+        usable: dict[str, int] = {}
+        for key, split in zip(clips.column("clip_key").to_pylist(), clips.column("split").to_pylist(), strict=True):
+            if key not in quarantined:
+                usable[split] = usable.get(split, 0) + 1
+        summary: dict[str, Any] = {"root": str(self.root), "splits": usable, "modalities": {}}
         for m in MODALITIES:
             metas = self.metadata(m)
             if not metas:
@@ -208,6 +215,7 @@ class FeatureStore:
                 "config_hash": last.get("config_hash"),
                 "features": last.get("feature_names", [])[:8],
             }
-        summary["quarantined"] = self.errors().num_rows
+        summary["quarantined"] = len(quarantined)
+        summary["quarantine_rows"] = self.errors().num_rows
         summary["temporary_files"] = len(self.temporary_files())
         return summary

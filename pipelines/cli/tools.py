@@ -30,14 +30,16 @@ def inspect_command(
     cfg = load(params, set_)
     fs = FeatureStore(store or cfg.data.active.features_dir)
     info = fs.describe()
-    out.print(f"[bold]{info['root']}[/]  splits: " + ", ".join(f"{k}={v}" for k, v in sorted(info["splits"].items())))
+    splits = ", ".join(f"{k}={v}" for k, v in sorted(info["splits"].items()))
+    out.print(f"[bold]{info['root']}[/]  usable clips per split: {splits or 'none'}")
     rows = []
     for m, d in info["modalities"].items():
         names = d["features"]
         shown = ", ".join(names[:2]) + (" ..." if len(names) > 2 else "")
         rows.append([m, str(d["files"]), str(d["clips"]), str(d["dim"]), d["extractor"], d["config_hash"][:8], shown])
     out.print(table(None, ("modality", "files", "clips", "dim", "extractor", "config", "first features"), rows, right=False))
-    out.print(f"quarantined clips: {info['quarantined']}   temporary files: {info['temporary_files']}")
+    rows = f" ({info['quarantine_rows']} rows: one per failed stage)" if info["quarantine_rows"] != info["quarantined"] else ""
+    out.print(f"quarantined clips: {info['quarantined']}{rows}   temporary files: {info['temporary_files']}")
     if split:
         data = fs.load_split(split)
         out.print(f"split {split}: {len(data)} clips, labels {tuple(data.labels.shape)}")

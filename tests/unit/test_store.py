@@ -347,3 +347,17 @@ def test_chunked_and_sliced_arrow_columns_are_read_correctly(tmp_path):
     data = fs.load_split("train", modalities=["audio"])
     for i, rec in enumerate(recs):
         assert np.array_equal(data.audio.values[i, : len(rec["frames"])].numpy(), rec["frames"])
+
+
+def test_describe_counts_quarantined_clips_not_rows_and_leaves_them_out_of_the_splits(filled):
+    fs, clips, _ = filled
+    before = fs.describe()["splits"]
+    bad = clips[1]["clip_key"]  # a train clip that failed two stages, and a corpus row never in clips.parquet
+    fs.write_errors([
+        {"clip_key": bad, "stage": "visual", "error": "CorruptVideo", "message": "m"},
+        {"clip_key": bad, "stage": "audio", "error": "CorruptVideo", "message": "m"},
+        {"clip_key": "v9$_$0", "stage": "corpus", "error": "BadLabel", "message": "m"},
+    ])  # fmt: skip
+    info = fs.describe()
+    assert info["quarantined"] == 2 and info["quarantine_rows"] == 3
+    assert info["splits"] == {**before, "train": before["train"] - 1}
