@@ -18,18 +18,17 @@ from prefect.cache_policies import NO_CACHE
 from misr.config import Params, load_params
 from misr.registry.gate import register as apply_gate
 from misr.registry.retrain import (
-    Busy,
     Snapshot,
     append_history,
     changes,
     data_state,
     decision_of,
     eval_dir,
-    exclusive,
     metrics_of,
     now_utc,
 )
 from misr.util import proc
+from misr.util.lock import Busy, exclusive
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
@@ -65,7 +64,7 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
     audit = root / cfg.audit_log
     state_file = audit.with_name("last_data.json")
     try:
-        with exclusive(root / cfg.lock_file):
+        with exclusive(root / cfg.lock_file, "another retraining"):
             state = data_state(params, root)
             last = json.loads(state_file.read_text()) if state_file.exists() else None
             diff = changes(last, state)

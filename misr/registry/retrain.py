@@ -16,8 +16,6 @@ import datetime as dt
 import io
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,6 @@ from misr.errors import MisrError
 from misr.store import clip_key
 from misr.util import proc
 from misr.util.hashing import file_sha256, stable_hash
-
-
-class Busy(MisrError):
-    """Another retraining holds the lock."""
 
 
 def data_state(params: Params, repo: Path) -> dict[str, Any]:
@@ -78,23 +72,6 @@ def append_history(path: Path, entry: dict[str, Any]) -> None:
 
 def now_utc() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-@contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold the retraining lock, or raise Busy at once (never wait behind another run)."""
-    from filelock import FileLock, Timeout
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise Busy(f"another retraining holds {lock_path}") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class Snapshot:

@@ -19,6 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from misr.training.checkpoints import RunSettings
 from misr.training.inference import autocast_for, evaluate_split
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import write_json, write_text
+from misr.util.lock import exclusive
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -135,9 +137,22 @@ def train(
 
     `run_seed` runs one seed (default `train_seed`); an orchestrator passes its own, e.g. a task with retries.
     """
-    run = prepare(settings, store_dir, out_dir)
-    one = run_seed or train_seed
-    return summarize(run, [one(run, seed, progress) for seed in settings.train.seeds])
+    with output_lock(Path(out_dir)):
+        run = prepare(settings, store_dir, out_dir)
+        one = run_seed or train_seed
+        return summarize(run, [one(run, seed, progress) for seed in settings.train.seeds])
+
+
+def output_lock(out: Path):
+    """One training per output folder: a second one would resume from, and overwrite, the first's checkpoints.
+
+    The lock file lies beside the folder, not in it (the folder is a DVC output). Under torchrun only
+    rank 0 takes it: the other ranks belong to the same run.
+    """
+    if not Dist.from_env().main:
+        return nullcontext()
+    hint = "wait for it to finish, or train into another --out"
+    return exclusive(out.parent / f".{out.name}.train.lock", f"another training into {out}", hint=hint)
 
 
 def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:

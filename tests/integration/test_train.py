@@ -228,3 +228,31 @@ def test_the_prefect_flow_trains_every_seed(store, tmp_path, prefect_harness):
     assert (tmp_path / "m" / "seed-2" / "best.pt").exists()
     artifact = Artifact.get("misr-train-summary")
     assert artifact is not None and "| 2 |" in artifact.data
+
+
+@pytest.mark.slow
+def test_a_second_training_into_a_folder_in_use_is_refused(store, tmp_path):
+    import threading
+
+    from misr.training.loop import train_seed
+    from misr.util.lock import Busy
+
+    inside, release = threading.Event(), threading.Event()
+
+    def held(job, seed, progress):  # the first run pauses after its first epoch, holding the folder
+        return train_seed(job, seed, progress, on_epoch_end=lambda s, e: (inside.set(), release.wait(60)))
+
+    first = threading.Thread(target=train, args=(tiny_params("train.epochs=2"), store, tmp_path / "m"), kwargs={"run_seed": held})
+    first.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(Busy, match=r"another training into .*m holds .*\.m\.train\.lock") as info:
+            train(tiny_params("train.epochs=2"), store, tmp_path / "m")
+        assert "another --out" in str(info.value)
+        train(tiny_params("train.epochs=1"), store, tmp_path / "other")  # another folder is free
+    finally:
+        release.set()
+        first.join(120)
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["seeds"]["7"]["epochs_run"] == 2  # the first run was not disturbed
+    assert not any(p.name.endswith(".lock") for p in (tmp_path / "m").rglob("*"))  # nothing in the DVC output
