@@ -33,16 +33,28 @@ class SequenceEncoder(nn.Module):
         self.n_summary = n_summary
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """x [B, T, in_dim], lengths [B] -> [B, d_model]. Padded frames never influence the result."""
+        """x [B, T, in_dim], lengths [B] -> [B, d_model]. Padded frames never influence the result.
+
+        A clip longer than the encoder's limit (model.max_frames) is uniformly subsampled to it.
+        """
+        if x.shape[1] > self.positions.shape[0]:
+            x, lengths = uniform_subsample(x, lengths, self.positions.shape[0])
         b, t, _ = x.shape
-        if t > self.positions.shape[0]:
-            raise ValueError(f"sequence of {t} frames is longer than the encoder's limit {self.positions.shape[0]}")
         h = self.proj(x) + self.positions[:t]
         h = torch.cat([self.summary.expand(b, -1, -1), h], dim=1)
         pad = torch.arange(t, device=x.device)[None, :] >= lengths[:, None]
         pad = torch.cat([torch.zeros(b, self.n_summary, dtype=torch.bool, device=x.device), pad], dim=1)
         h = self.transformer(h, src_key_padding_mask=pad)
         return self.norm(h[:, : self.n_summary].mean(dim=1))
+
+
+def uniform_subsample(x: torch.Tensor, lengths: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip longer than `limit` frames keeps `limit` of them, evenly spread over its whole length
+    (frame floor(i * length / limit) for i < limit); a shorter clip keeps all of its frames."""
+    steps = torch.arange(limit, device=x.device, dtype=torch.float64)
+    scale = torch.clamp(lengths.to(torch.float64) / limit, min=1.0)
+    index = torch.floor(steps[None, :] * scale[:, None]).long().clamp(max=x.shape[1] - 1)
+    return torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[2])), torch.clamp(lengths, max=limit)
 
 
 class TokenEncoder(nn.Module):

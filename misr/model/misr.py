@@ -42,7 +42,7 @@ class InputSpec:
 
 
 def build_encoders(cfg: ModelConfig, spec: InputSpec) -> nn.ModuleDict:
-    kw = dict(n_heads=cfg.n_heads, n_layers=cfg.n_layers, n_summary=cfg.n_summary_tokens, dropout=cfg.dropout)
+    kw = dict(n_heads=cfg.n_heads, n_layers=cfg.n_layers, n_summary=cfg.n_summary_tokens, dropout=cfg.dropout, max_len=cfg.max_frames)
     if spec.text_kind == "tokens":
         text: nn.Module = TokenEncoder(int(spec.vocab_size), cfg.d_model, **kw)
     elif spec.text_kind == "hidden":

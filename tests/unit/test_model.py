@@ -256,3 +256,35 @@ def test_irm_kind_through_loss_terms():
     assert terms["invariance"].item() > 0
     total_loss(terms, loss_weights(cfg, 10)).backward()
     assert model.encoders["audio"].proj.weight.grad is not None
+
+
+def test_a_sequence_longer_than_the_limit_is_uniformly_subsampled():
+    from misr.model.encoders import uniform_subsample
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(3, 16, n_heads=2, n_layers=1, n_summary=2, dropout=0.0, max_len=64).eval()
+    x = torch.randn(2, 150, 3)
+    lengths = torch.tensor([150, 40])
+    sub, sub_len = uniform_subsample(x, lengths, 64)
+    assert sub.shape == (2, 64, 3) and sub_len.tolist() == [64, 40]
+    # the long clip keeps frames 0, 2, 4, ... (150/64 apart), first and last part both covered
+    idx = [int(i * 150 / 64) for i in range(64)]
+    assert torch.equal(sub[0], x[0, idx]) and idx[-1] >= 140
+    assert torch.equal(sub[1, :40], x[1, :40])  # a short clip is untouched
+    with torch.no_grad():
+        out = enc(x, lengths)
+        assert torch.allclose(out[0], enc(x[:1, idx], torch.tensor([64]))[0], atol=1e-6)
+        assert torch.allclose(out[1], enc(x[1:, :40], torch.tensor([40]))[0], atol=1e-6)
+
+
+def test_misr_trains_and_predicts_on_a_clip_longer_than_the_limit():
+    params = load_params(REPO / "params.yaml", ["model.d_model=16", "model.n_heads=2", "model.latent_dim=8", "model.max_frames=32"])
+    model = build_model(params.model, InputSpec(audio_dim=5, visual_dim=4, text_kind="tokens", vocab_size=50))
+    batch = {
+        "y": torch.tensor([1.0, -1.0]), "text_ids": torch.randint(1, 50, (2, 6)), "text_mask": torch.ones(2, 6, dtype=torch.long),
+        "audio": torch.randn(2, 100, 5), "audio_lengths": torch.tensor([100, 20]),
+        "visual": torch.randn(2, 45, 4), "visual_lengths": torch.tensor([45, 45]),
+    }  # fmt: skip
+    out = model(batch)
+    total_loss(loss_terms(params.model, out, batch["y"]), loss_weights(params.model, 5)).backward()
+    assert torch.isfinite(out["pred"]).all()
