@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from misr.errors import MisrError
+from misr.evaluation.convention import MOSI, Convention
 from misr.util.atomic import write_pickle
 from misr.util.hashing import file_sha256
 from misr.store import KEY_SEPARATOR, ExtractorInfo, FeatureStore
@@ -67,73 +69,175 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _lengths(split: dict[str, Any], key: str, array: np.ndarray) -> np.ndarray:
-    if key in split and split[key] is not None:
-        return np.asarray(split[key], dtype=np.int64).reshape(-1)
-    return np.full(len(array), array.shape[1], dtype=np.int64)  # aligned files: every clip is full length
+UNIMODAL = {"label_T": "regression_labels_T", "label_A": "regression_labels_A", "label_V": "regression_labels_V"}
+FEATURES = {"audio": "audio", "vision": "vision", "text": "text"}  # modality in the report -> key in the file
+SHOWN_PROBLEMS = 20
 
 
-def import_file(path: str | Path, store_dir: str | Path, tokenizer: str = "bert-base-uncased", vocab_size: int = 30522) -> dict[str, Any]:
-    """Write the file's splits into a new feature store; returns what was done (counts, replacements)."""
+@dataclass
+class SplitArrays:
+    """One split of an MMSA file as arrays, before any value is trusted."""
+
+    name: str
+    ids: list[str]
+    labels: np.ndarray  # [N]
+    unimodal: dict[str, np.ndarray]  # label_T/A/V -> [N]
+    text_bert: np.ndarray  # [N, 3, L]: ids, mask, segments
+    text: np.ndarray | None  # [N, L, H] per-token encoder features
+    audio: np.ndarray  # [N, T, D]
+    vision: np.ndarray  # [N, T, D]
+    audio_lengths: np.ndarray  # [N]
+    vision_lengths: np.ndarray  # [N]
+    raw_text: list[Any]
+    notes: list[Any]
+
+
+def import_file(
+    path: str | Path, store_dir: str | Path, tokenizer: str = "bert-base-uncased", vocab_size: int = 30522, convention: Convention = MOSI
+) -> dict[str, Any]:
+    """Write the file's splits into a new feature store; returns what was done (counts, replacements).
+
+    Every value is checked first: labels finite and inside the convention's range, token ids inside
+    the vocabulary, every array as long as the ids, lengths inside their arrays, each clip key once.
+    Any problem stops the import with the split, index and key of each. Non-finite feature values
+    are replaced by 0, as MMSA's loader does, and counted per modality and kind.
+    """
     path = Path(path)
     data = load(path)
     store = FeatureStore(store_dir)
     if store.exists():
         raise MisrError(f"{store.root} already holds a feature store", hint="import into a new folder")
+    splits = [read_split(path, name, data[name]) for name in SPLITS if name in data]
+    problems = [p for s in splits for p in check_split(s, convention, vocab_size)] + duplicate_keys(splits)
+    if problems:
+        shown = "\n  ".join(problems[:SHOWN_PROBLEMS]) + (f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else "")
+        raise MisrError(
+            f"{path} holds {len(problems)} value(s) the store cannot take (labels as {convention.name}, vocabulary {vocab_size}):\n  {shown}",
+            hint="fix the file; for CH-SIMS import with -S data.dataset=sims (labels in [-1, 1]) and its tokenizer's --vocab-size",
+        )
     sha = file_sha256(path)
-    report: dict[str, Any] = {"clips": {}, "neg_inf_audio_values": 0, "empty_sequences": 0}
-    clips, text_rows, audio_rows, visual_rows = [], [], [], []
-    dims: dict[str, int] = {}
-    for split in SPLITS:
-        if split not in data:
-            continue
-        s = data[split]
-        missing = [k for k in ("id", "audio", "vision", "regression_labels") if k not in s]
-        if missing:
-            raise MisrError(f"{path}: split {split!r} lacks {', '.join(missing)}")
-        ids = [str(i) for i in s["id"]]
-        audio = np.array(s["audio"], dtype=np.float32)
-        bad = ~np.isfinite(audio)
-        report["neg_inf_audio_values"] += int(np.isneginf(audio).sum())
-        audio[bad] = 0.0  # as MMSA's loader does for MOSEI's -inf (and any other non-finite value)
-        vision = np.nan_to_num(np.array(s["vision"], dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        a_len, v_len = _lengths(s, "audio_lengths", audio), _lengths(s, "vision_lengths", vision)
-        labels = np.asarray(s["regression_labels"], dtype=np.float32).reshape(-1)
-        uni = {c: np.asarray(s[f"regression_labels_{c[-1]}"], dtype=np.float32).reshape(-1) for c in ("label_T", "label_A", "label_V") if f"regression_labels_{c[-1]}" in s}
-        text_bert = np.asarray(s["text_bert"]) if "text_bert" in s else None
-        text_feat = np.asarray(s["text"], dtype=np.float32) if "text" in s and np.ndim(s["text"]) == 3 else None
-        raw_text = list(s.get("raw_text", [""] * len(ids)))
-        notes = list(s.get("annotations", [None] * len(ids)))
-        if text_bert is None:
-            raise MisrError(f"{path}: split {split!r} has no text_bert (token ids and mask), which the store needs")
-        for i, key in enumerate(ids):
-            video_id, _, clip_id = key.partition(KEY_SEPARATOR)
-            clips.append({
-                "clip_key": key, "video_id": video_id, "clip_id": clip_id or "0", "split": split, "text": str(raw_text[i]),
-                "label": float(labels[i]), **{c: float(v[i]) for c, v in uni.items()},
-                "annotation": None if notes[i] is None else str(notes[i]), "source_sha256": sha,
-            })
-            mask = np.asarray(text_bert[i, 1]).astype(np.int64)
-            n_tok = max(1, int(mask.sum()))
-            row: dict[str, Any] = {"clip_key": key, "source_sha256": sha, "input_ids": np.asarray(text_bert[i, 0])[:n_tok].astype(np.int64),
-                                   "attention_mask": np.ones(n_tok, dtype=np.int8)}
-            if text_feat is not None:
-                row["hidden"] = text_feat[i, :n_tok]
-            text_rows.append(row)
-            for rows, arr, lens in ((audio_rows, audio, a_len), (visual_rows, vision, v_len)):
-                n = int(lens[i])
-                if n < 1:
-                    report["empty_sequences"] += 1
-                    n = 1  # a clip with no frame keeps one zero frame, so every clip stays in every modality
-                rows.append({"clip_key": key, "source_sha256": sha, "frames": arr[i, :n] if arr[i, :n].shape[0] else np.zeros((1, arr.shape[2]), np.float32)})
-        dims = {"audio": audio.shape[2], "visual": vision.shape[2], "hidden": 0 if text_feat is None else text_feat.shape[2]}
-        report["clips"][split] = len(ids)
+    report: dict[str, Any] = {"clips": {}, "non_finite": {}, "empty_sequences": 0}
+    rows: dict[str, list[dict[str, Any]]] = {"clips": [], "text": [], "audio": [], "visual": []}
+    for s in splits:
+        for modality, key in FEATURES.items():
+            array = getattr(s, key)
+            if array is not None:
+                _count_non_finite(report["non_finite"], modality, array)
+        _split_rows(s, sha, rows, report)
+        report["clips"][s.name] = len(s.ids)
+    last = splits[-1]
     config = {"source": path.name, "sha256": sha}
-    store.write_modality("text", text_rows, ExtractorInfo("mmsa-import", VERSION, {**config, "tokenizer": tokenizer, "vocab_size": vocab_size}, []), name="mmsa")
-    store.write_modality("audio", audio_rows, ExtractorInfo("mmsa-import", VERSION, config, [f"audio_{j}" for j in range(dims["audio"])]), name="mmsa")
-    store.write_modality("visual", visual_rows, ExtractorInfo("mmsa-import", VERSION, config, [f"vision_{j}" for j in range(dims["visual"])]), name="mmsa")
-    store.write_clips(clips)
+    text_info = ExtractorInfo("mmsa-import", VERSION, {**config, "tokenizer": tokenizer, "vocab_size": vocab_size}, [])
+    store.write_modality("text", rows["text"], text_info, name="mmsa")
+    for modality, array in (("audio", last.audio), ("visual", last.vision)):
+        names = [f"{'vision' if modality == 'visual' else modality}_{j}" for j in range(array.shape[2])]
+        store.write_modality(modality, rows[modality], ExtractorInfo("mmsa-import", VERSION, config, names), name="mmsa")
+    store.write_clips(rows["clips"])
     return report
+
+
+def read_split(path: Path, name: str, s: Any) -> SplitArrays:
+    """The arrays of one split, with the shapes the format promises (a clear error where not)."""
+    where = f"{path}: split {name!r}"
+    if not isinstance(s, dict):
+        raise MisrError(f"{where} is not a dict of arrays")
+    missing = [k for k in ("id", "audio", "vision", "regression_labels", "text_bert") if k not in s]
+    if missing:
+        raise MisrError(f"{where} lacks {', '.join(missing)}")
+    ids = [str(i) for i in np.asarray(s["id"]).reshape(-1)]
+
+    def array(key: str, ndim: int, dtype: Any) -> np.ndarray:
+        try:
+            value = np.array(s[key], dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise MisrError(f"{where}: {key} is not a numeric array ({exc})") from None
+        if value.ndim != ndim:
+            raise MisrError(f"{where}: {key} has {value.ndim} dimension(s), expected {ndim} (shape {value.shape})")
+        return value
+
+    audio, vision, text_bert = array("audio", 3, np.float32), array("vision", 3, np.float32), array("text_bert", 3, np.float64)
+    text = array("text", 3, np.float32) if "text" in s and np.ndim(s["text"]) == 3 else None
+
+    def lengths(key: str, seq: np.ndarray) -> np.ndarray:
+        if s.get(key) is None:  # aligned files carry no lengths: every clip is full length
+            return np.full(len(seq), seq.shape[1], dtype=np.float64)
+        return array(key, 1, np.float64)
+
+    return SplitArrays(
+        name=name, ids=ids, labels=array("regression_labels", 1, np.float64),
+        unimodal={col: array(key, 1, np.float64) for col, key in UNIMODAL.items() if key in s},
+        text_bert=text_bert, text=text, audio=audio, vision=vision,
+        audio_lengths=lengths("audio_lengths", audio), vision_lengths=lengths("vision_lengths", vision),
+        raw_text=list(s.get("raw_text", [""] * len(ids))), notes=list(s.get("annotations", [None] * len(ids))),
+    )  # fmt: skip
+
+
+def check_split(s: SplitArrays, convention: Convention, vocab_size: int) -> list[str]:
+    """Every value the store would take on trust, checked; one line per problem: split, index, key."""
+    n, problems = len(s.ids), []
+    sized = {"regression_labels": s.labels, **{UNIMODAL[c]: v for c, v in s.unimodal.items()}, "text_bert": s.text_bert,
+             "audio": s.audio, "vision": s.vision, "audio_lengths": s.audio_lengths, "vision_lengths": s.vision_lengths,
+             "raw_text": s.raw_text, "annotations": s.notes, **({"text": s.text} if s.text is not None else {})}  # fmt: skip
+    wrong = [f"{key} has {len(v)}" for key, v in sized.items() if len(v) != n]
+    if wrong:  # nothing else can be checked clip by clip
+        return [f"{s.name}: {', '.join(wrong)} entries for {n} ids"]
+    limit = convention.label_limit
+
+    def at(i: int) -> str:
+        return f"{s.name}[{i}] {s.ids[i]!r}"
+
+    for key, values in (("regression_labels", s.labels), *((UNIMODAL[c], v) for c, v in s.unimodal.items())):
+        for i in np.flatnonzero(~np.isfinite(values) | (np.abs(values) > limit)):
+            problems.append(f"{at(i)}: {key} {values[i]:g} is not a finite number in [-{limit:g}, {limit:g}]")
+    if s.text_bert.shape[1] < 2:
+        return problems + [f"{s.name}: text_bert holds {s.text_bert.shape[1]} row(s) per clip, expected ids and mask"]
+    ids, mask = s.text_bert[:, 0], s.text_bert[:, 1] > 0
+    bad = mask & (~np.isfinite(ids) | (ids < 0) | (ids >= vocab_size) | (ids != np.round(ids)))
+    for i in np.flatnonzero(bad.any(axis=1)):
+        problems.append(f"{at(i)}: text_bert token id {ids[i][bad[i]][0]:g} is outside the vocabulary [0, {vocab_size})")
+    for key, lengths, seq in (("audio_lengths", s.audio_lengths, s.audio), ("vision_lengths", s.vision_lengths, s.vision)):
+        for i in np.flatnonzero(~np.isfinite(lengths) | (lengths < 0) | (lengths > seq.shape[1]) | (lengths != np.round(lengths))):
+            problems.append(f"{at(i)}: {key} {lengths[i]:g} is not a whole number of frames in [0, {seq.shape[1]}]")
+    return problems
+
+
+def duplicate_keys(splits: list[SplitArrays]) -> list[str]:
+    where: dict[str, list[str]] = {}
+    for s in splits:
+        for key in s.ids:
+            where.setdefault(key, []).append(s.name)
+    return [f"clip key {key!r} appears {len(names)} times (in {', '.join(names)})" for key, names in where.items() if len(names) > 1]
+
+
+def _count_non_finite(counts: dict[str, dict[str, int]], modality: str, array: np.ndarray) -> None:
+    kinds = {"nan": int(np.isnan(array).sum()), "+inf": int(np.isposinf(array).sum()), "-inf": int(np.isneginf(array).sum())}
+    if any(kinds.values()):
+        totals = counts.setdefault(modality, {"nan": 0, "+inf": 0, "-inf": 0})
+        for kind, n in kinds.items():
+            totals[kind] += n
+        array[~np.isfinite(array)] = 0.0  # as MMSA's loader does for MOSEI's -inf
+
+
+def _split_rows(s: SplitArrays, sha: str, rows: dict[str, list[dict[str, Any]]], report: dict[str, Any]) -> None:
+    for i, key in enumerate(s.ids):
+        video_id, _, clip_id = key.partition(KEY_SEPARATOR)
+        rows["clips"].append({
+            "clip_key": key, "video_id": video_id, "clip_id": clip_id or "0", "split": s.name, "text": str(s.raw_text[i]),
+            "label": float(s.labels[i]), **{c: float(v[i]) for c, v in s.unimodal.items()},
+            "annotation": None if s.notes[i] is None else str(s.notes[i]), "source_sha256": sha,
+        })  # fmt: skip
+        n_tok = max(1, int((s.text_bert[i, 1] > 0).sum()))
+        text: dict[str, Any] = {"clip_key": key, "source_sha256": sha, "input_ids": s.text_bert[i, 0, :n_tok].astype(np.int64),
+                                "attention_mask": np.ones(n_tok, dtype=np.int8)}  # fmt: skip
+        if s.text is not None:
+            text["hidden"] = s.text[i, :n_tok]
+        rows["text"].append(text)
+        for modality, seq, lengths in (("audio", s.audio, s.audio_lengths), ("visual", s.vision, s.vision_lengths)):
+            n = int(lengths[i])
+            if n < 1:  # a clip with no frame keeps one zero frame, so every clip stays in every modality
+                report["empty_sequences"] += 1
+            frames = seq[i, :n] if n >= 1 else np.zeros((1, seq.shape[2]), np.float32)
+            rows[modality].append({"clip_key": key, "source_sha256": sha, "frames": frames})
 
 
 def export_file(store_dir: str | Path, out: str | Path) -> dict[str, int]:

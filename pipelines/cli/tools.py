@@ -63,14 +63,19 @@ def import_mmsa_command(
     """Import an MMSA feature file into a feature store, keeping splits, ids, lengths and labels.
 
     The pickle is read with a restricted unpickler: anything but numpy arrays and plain containers is refused.
+    Every value is checked against the active data set's convention (labels), the vocabulary (token ids)
+    and the file's own shapes before anything is written; each problem is named with split, index and clip.
     """
     from misr.data.mmsa import import_file
+    from misr.evaluation.convention import convention
 
-    load(params, set_)
-    report = import_file(file, out_dir, tokenizer=tokenizer, vocab_size=vocab_size)
-    out.print(f"imported {', '.join(f'{k} {v}' for k, v in report['clips'].items())} clips into {out_dir}")
-    if report["neg_inf_audio_values"]:
-        out.print(f"replaced {report['neg_inf_audio_values']} -inf audio values by 0 (as MMSA does for MOSEI)")
+    cfg = load(params, set_)
+    conv = convention(cfg.data.active.convention)
+    report = import_file(file, out_dir, tokenizer=tokenizer, vocab_size=vocab_size, convention=conv)
+    out.print(f"imported {', '.join(f'{k} {v}' for k, v in report['clips'].items())} clips into {out_dir} ({conv.name} labels)")
+    for modality, kinds in report["non_finite"].items():
+        counted = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+        out.print(f"replaced non-finite {modality} values by 0, as MMSA's loader does: {counted}")
     if report["empty_sequences"]:
         out.print(f"{report['empty_sequences']} empty sequence(s) kept as one zero frame")
 

@@ -55,7 +55,8 @@ def write(path, data):
 def test_import_keeps_splits_ids_lengths_and_labels(tmp_path):
     data = mosi_like()
     report = import_file(write(tmp_path / "unaligned_50.pkl", data), tmp_path / "store")
-    assert report["clips"] == {"train": 6, "valid": 6, "test": 6} and report["neg_inf_audio_values"] == 3
+    assert report["clips"] == {"train": 6, "valid": 6, "test": 6}
+    assert report["non_finite"] == {"audio": {"nan": 0, "+inf": 0, "-inf": 3}}  # one per split
     fs = FeatureStore(tmp_path / "store")
     for split in ("train", "valid", "test"):
         d = fs.load_split(split, as_torch=False)
@@ -139,3 +140,50 @@ def test_an_imported_store_trains(tmp_path):
     assert (spec.text_kind, spec.text_hidden_dim, spec.audio_dim, spec.visual_dim) == ("hidden", 768, 5, 20)
     summary = train(p, tmp_path / "store", tmp_path / "model")
     assert summary["seeds"]["1"]["epochs_run"] == 1
+
+
+def test_import_counts_every_non_finite_value_per_modality_and_kind(tmp_path):
+    data = mosi_like()
+    data["valid"]["vision"][2, 7, 1] = np.nan
+    data["test"]["vision"][0, 0, :3] = np.inf
+    data["test"]["text"][1, 4, 9] = -np.inf
+    report = import_file(write(tmp_path / "a.pkl", data), tmp_path / "store")
+    assert report["non_finite"] == {
+        "audio": {"nan": 0, "+inf": 0, "-inf": 3},
+        "vision": {"nan": 1, "+inf": 3, "-inf": 0},
+        "text": {"nan": 0, "+inf": 0, "-inf": 1},
+    }
+    d = FeatureStore(tmp_path / "store").load_split("test", as_torch=False)
+    assert np.isfinite(d.visual.values).all() and np.isfinite(d.text.hidden.values).all()
+
+
+def test_import_refuses_values_the_store_cannot_take_and_names_each(tmp_path):
+    data = mosi_like()
+    data["train"]["regression_labels"][1] = np.nan
+    data["train"]["regression_labels"][2] = 99.0
+    data["valid"]["text_bert"][3, 0, 0] = 1e8
+    data["valid"]["text_bert"][4, 0, 1] = -5
+    data["test"]["audio_lengths"][0] = 9999
+    data["test"]["id"][5] = data["train"]["id"][0]  # the same clip in two splits
+    with pytest.raises(MisrError) as info:
+        import_file(write(tmp_path / "a.pkl", data), tmp_path / "store")
+    text = str(info.value)
+    assert "holds 6 value(s) the store cannot take" in text
+    assert "train[1] 'vid00$_$1': regression_labels nan is not a finite number in [-3, 3]" in text
+    assert "train[2] 'vid01$_$0': regression_labels 99 is not a finite number in [-3, 3]" in text
+    assert "valid[3] 'vid11$_$1': text_bert token id 1e+08 is outside the vocabulary [0, 30522)" in text
+    assert "valid[4] 'vid12$_$0': text_bert token id -5 is outside the vocabulary [0, 30522)" in text
+    assert "test[0] 'vid20$_$0': audio_lengths 9999 is not a whole number of frames in [0, 375]" in text
+    assert "clip key 'vid00$_$0' appears 2 times (in train, test)" in text
+    assert not (tmp_path / "store").exists()
+
+
+def test_import_checks_labels_against_the_convention_and_array_lengths(tmp_path):
+    from misr.evaluation.convention import SIMS
+
+    with pytest.raises(MisrError, match=r"regression_labels -?\d\.\d+ is not a finite number in \[-1, 1\]"):
+        import_file(write(tmp_path / "a.pkl", mosi_like()), tmp_path / "s1", convention=SIMS)  # MOSI labels reach 3
+    short = mosi_like()
+    short["train"]["regression_labels"] = short["train"]["regression_labels"][:4]
+    with pytest.raises(MisrError, match=r"train: regression_labels has 4 entries for 6 ids"):
+        import_file(write(tmp_path / "b.pkl", short), tmp_path / "s2")
