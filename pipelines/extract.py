@@ -19,9 +19,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from misr.config import FeaturesConfig
 from misr.evaluation.convention import Convention
 from misr.stages import extract as stage
+from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error
+
+quiet_user_error_tracebacks()
 
 
-@task(name="extract-shard", task_run_name="extract shard {shard.index}", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+@task(
+    name="extract-shard",
+    task_run_name="extract shard {shard.index}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=retry_unless_user_error,
+)
 def extract_shard_task(features: FeaturesConfig, store_dir: Path, shard: stage.Shard) -> stage.ShardResult:
     return stage.extract_shard(features, store_dir, shard)
 

@@ -29,6 +29,9 @@ from misr.registry.retrain import (
 )
 from misr.util import proc
 from misr.util.lock import Busy, exclusive
+from pipelines.user_errors import quiet_user_error_tracebacks
+
+quiet_user_error_tracebacks()
 
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)

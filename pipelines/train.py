@@ -18,9 +18,19 @@ from misr.config import FeaturesConfig, ModelConfig, TrainConfig
 from misr.evaluation.convention import Convention
 from misr.stages import train as stage
 from misr.training.loop import Progress, Run, SeedResult, train_seed
+from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error
+
+quiet_user_error_tracebacks()
 
 
-@task(name="train-seed", task_run_name="train seed {seed}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(
+    name="train-seed",
+    task_run_name="train seed {seed}",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_user_error,
+)
 def train_seed_task(run: Run, seed: int, progress: Progress | None = None) -> SeedResult:
     # A retry resumes from the seed's last checkpoint rather than starting over.
     return train_seed(run, seed, progress)

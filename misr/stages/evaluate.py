@@ -18,14 +18,14 @@ from misr.config import DatasetConfig, EvaluateConfig
 from misr.evaluation.card import card_markdown, model_card
 from misr.evaluation.plots import write_plot_data, write_pngs
 from misr.evaluation.scoring import Evaluated, score_model
-from misr.util.atomic import write_json, write_text
+from misr.util.atomic import check_writable, write_json, write_text
 
 
 def run(
     evaluate: EvaluateConfig, dataset_name: str, dataset: DatasetConfig, store_dir: str | Path, model_dir: str | Path, out_dir: str | Path
 ) -> Evaluated:
     """Score the model in `model_dir` on the store and write everything to `out_dir`."""
-    out = Path(out_dir)
+    out = check_writable(out_dir)
     ev = score_model(evaluate, store_dir, model_dir)
     # per seed in a file of its own, so that `dvc metrics show` of metrics.json stays one readable row
     write_json(out / "metrics.json", ev.metrics)

@@ -24,6 +24,7 @@ from misr.data.media import ClipError, probe_duration
 from misr.evaluation.convention import Convention
 from misr.features.registry import extractors_for
 from misr.store import MODALITIES, FeatureStore
+from misr.util.atomic import check_writable
 from misr.util.hashing import file_sha256, stable_hash
 
 
@@ -78,6 +79,7 @@ def run(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
+    check_writable(store_dir)  # before the corpus is read, not after it is extracted
     the_plan = plan(features, convention, raw_dir, store_dir)
     jobs = the_plan.jobs()
     total = sum(len(job.clips) for job in jobs)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from misr.errors import StoreError
 from misr.store.schema import PART_RE, SEQUENCE_MODALITIES, ExtractorInfo, encode_metadata
-from misr.util.atomic import atomic_path, fsync_dir, fsync_file, temp_path
+from misr.util.atomic import atomic_path, fsync_dir, fsync_file, remove_quietly, temp_path
 
 
 def modality_table(modality: str, records: Sequence[Mapping[str, Any]], info: ExtractorInfo) -> pa.Table:
@@ -30,9 +30,9 @@ def write_part(folder: Path, table: pa.Table, name: str | None) -> Path:
 
     os.link fails when the name exists, so concurrent writers each claim their own number.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(folder, "part.parquet")
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         fsync_file(tmp)
         existing = sorted(int(m.group(1)) for m in map(PART_RE.match, (p.name for p in folder.iterdir())) if m)
@@ -48,7 +48,7 @@ def write_part(folder: Path, table: pa.Table, name: str | None) -> Path:
     except OSError as exc:
         raise StoreError(f"cannot write to {folder}: {exc.strerror or exc}", hint="check the folder's permissions and free space") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
     fsync_dir(folder)
     return final
 

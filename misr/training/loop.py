@@ -35,7 +35,7 @@ from misr.training.batches import Batches, drop_modalities, epoch_batches
 from misr.training.checkpoints import RunSettings
 from misr.training.inference import autocast_for, evaluate_split
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
-from misr.util.atomic import write_json, write_text
+from misr.util.atomic import check_writable, write_json, write_text
 from misr.util.lock import exclusive
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -137,6 +137,8 @@ def train(
 
     `run_seed` runs one seed (default `train_seed`); an orchestrator passes its own, e.g. a task with retries.
     """
+    if Dist.from_env().main:
+        check_writable(out_dir)
     with output_lock(Path(out_dir)):
         run = prepare(settings, store_dir, out_dir)
         one = run_seed or train_seed

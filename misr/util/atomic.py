@@ -45,12 +45,27 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         fsync_file(tmp)
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise MisrError(f"cannot write {target}: {exc.strerror or exc}", hint="check the folder's permissions and free space") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
     fsync_dir(target.parent)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create `folder` if needed and prove a file can be written in it, before any long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path(folder, "probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MisrError(
+            f"cannot write to {folder}: {exc.strerror or exc}", hint="choose another output folder, or fix its permissions"
+        ) from None
+    return folder
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -99,6 +114,14 @@ def write_pickle(path: str | Path, payload: Any) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(payload, fh, protocol=4)
     return Path(path)
+
+
+def remove_quietly(path: Path) -> None:
+    """Remove a temporary file if it is there; a cleanup never hides the error that made it necessary."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def fsync_file(path: Path) -> None:

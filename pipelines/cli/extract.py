@@ -28,6 +28,7 @@ def extract_command(
     from misr.data.corpus import check_root
     from misr.evaluation.convention import convention
     from misr.stages.extract import summary_rows
+    from misr.util.atomic import check_writable
     from pipelines.extract import extract_flow
 
     overrides = list(set_ or [])
@@ -39,6 +40,7 @@ def extract_command(
     raw = raw_dir or dataset_with(cfg, "raw", "raw_dir").raw_dir
     store = out_dir or cfg.data.active.features_dir
     check_root(raw)  # fail fast with one line, before the flow starts
+    check_writable(store)
     with progress_bar() as bar:
         state: dict[str, Any] = {}
 

@@ -29,12 +29,14 @@ def train_command(
     from misr.evaluation.convention import convention
     from misr.stages import train as stage
     from misr.training.setup import Dist
+    from misr.util.atomic import check_writable
 
     cfg = load(params, set_)
     store_dir = store or cfg.data.active.features_dir
     model_dir = out_dir or cfg.data.active.models_dir
     sections = (cfg.model, cfg.train, cfg.features, convention(cfg.data.active.convention))
     stage.check_inputs(cfg.model, store_dir)  # fail fast, before any process group or flow starts
+    check_writable(model_dir)
     dist = Dist.from_env()
     with TrainingProgress(enabled=dist.main) as progress:
         if dist.launched or no_flow:
