@@ -23,7 +23,7 @@ from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, probe_duration
 from misr.evaluation.convention import Convention
 from misr.features.registry import extractors_for
-from misr.store import MODALITIES, FeatureStore
+from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
 from misr.util.atomic import check_writable
 from misr.util.hashing import file_sha256, stable_hash
 
@@ -99,6 +99,21 @@ def run_here(features: FeaturesConfig, store_dir: Path, jobs: list[Shard]) -> It
         yield extract_shard(features, store_dir, job)
 
 
+# A decode this much shorter than the header's duration is partial (frames end early: a truncated file).
+PARTIAL_SHARE, PARTIAL_SLACK_SECONDS = 0.95, 0.1
+
+
+def decoded_duration(header: float | None, decoded: dict[str, float]) -> tuple[float | None, str | None]:
+    """The clip's duration as decoded (the shortest modality), and a warning when it falls short of the header."""
+    if not decoded:
+        return header, None
+    short = {m: s for m, s in decoded.items() if header and s < header * PARTIAL_SHARE - PARTIAL_SLACK_SECONDS}
+    if not short:
+        return min(decoded.values()), None
+    parts = ", ".join(f"{m} {s:.2f} s" for m, s in sorted(short.items()))
+    return min(decoded.values()), f"partial decode: {parts} of the {header:.2f} s its header declares (a truncated file?)"
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
     """The summary as (what, count) rows, for the CLI and the flow's artifact."""
     rows = [
@@ -106,6 +121,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
         ("extracted this run", summary["extracted"]),
         ("complete in the store", summary["complete"]),
         ("quarantined", summary["quarantined"]),
+        ("decoded only in part (clips.parquet warnings)", summary.get("partial", 0)),
     ]
     return rows + [(f"quarantine {k}", v) for k, v in sorted(summary["by_error"].items())]
 
@@ -179,9 +195,12 @@ def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard)
 def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) -> dict[str, Any]:
     """Write clips.parquet and the quarantine for the corpus as it is now; drop superseded parts."""
     store = FeatureStore(store_dir)
+    decoded = {m: store.decoded_seconds(m) for m in SEQUENCE_MODALITIES}
     rows = []
     for clip in the_plan.clips:
-        rows.append({**clip.clip_row(), "source_sha256": the_plan.hashes[clip.key], "duration": probe_duration(clip.path)})
+        got = {m: seconds[clip.key] for m, seconds in decoded.items() if clip.key in seconds}
+        duration, warning = decoded_duration(probe_duration(clip.path), got)
+        rows.append({**clip.clip_row(), "source_sha256": the_plan.hashes[clip.key], "duration": duration, "warnings": warning})
     quarantine = the_plan.problems + errors
     if rows:
         store.write_clips(rows, replace=True)
@@ -199,4 +218,5 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
         "quarantined": len(bad),
         "by_error": by_kind,
         "pruned_parts": pruned,
+        "partial": sum(1 for r in rows if r["warnings"] and r["clip_key"] not in bad),
     }

@@ -48,7 +48,8 @@ CLIPS_SCHEMA = pa.schema(
         ("label_V", pa.float32()),
         ("annotation", pa.string()),
         ("source_sha256", pa.string()),
-        ("duration", pa.float32()),
+        ("duration", pa.float32()),  # seconds decoded (not the header's claim)
+        ("warnings", pa.string()),  # e.g. a partial decode: the clip is usable, but not all of it was read
     ]
 )
 

@@ -137,7 +137,11 @@ class FeatureStore:
     def _read_optional(self, path: Path, schema: pa.Schema) -> pa.Table | None:
         if not path.exists():
             return None
-        return read.read_parquet(path).select(schema.names).cast(schema)
+        table = read.read_parquet(path)
+        for field in schema:  # a column added since the file was written reads as nulls
+            if field.name not in table.column_names:
+                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+        return table.select(schema.names).cast(schema)
 
     # ------------------------------------------------------------------------------- reading
 
@@ -165,6 +169,16 @@ class FeatureStore:
             table = read.read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
             for key, src, cfg in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                 out[key] = (src, cfg)
+        return out
+
+    def decoded_seconds(self, modality: str) -> dict[str, float]:
+        """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
+        out: dict[str, float] = {}
+        for _, path in self.part_files(modality):
+            table = read.read_parquet(path, columns=["clip_key", "n_frames", "frame_rate"])
+            for key, n, rate in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
+                if rate:
+                    out[key] = n / rate
         return out
 
     def metadata(self, modality: str) -> list[dict[str, Any]]:
@@ -216,6 +230,8 @@ class FeatureStore:
                 "features": last.get("feature_names", [])[:8],
             }
         summary["quarantined"] = len(quarantined)
+        warned = clips.column("warnings").to_pylist() if "warnings" in clips.column_names else []
+        summary["warnings"] = sum(1 for w in warned if w)
         summary["quarantine_rows"] = self.errors().num_rows
         summary["temporary_files"] = len(self.temporary_files())
         return summary

@@ -56,6 +56,7 @@ def extract_command(
         f"complete in {store}; {summary['quarantined']} quarantined"
     )
     for what, count in summary_rows(summary)[4:]:
-        out.print(f"  {what}: {count}", highlight=False)
+        if count:
+            out.print(f"  {what}: {count}", highlight=False)
     if summary["quarantined"] and (strict if strict is not None else cfg.features.strict):
         raise typer.Exit(1)

@@ -40,6 +40,8 @@ def inspect_command(
     out.print(table(None, ("modality", "files", "clips", "dim", "extractor", "config", "first features"), rows, right=False))
     rows = f" ({info['quarantine_rows']} rows: one per failed stage)" if info["quarantine_rows"] != info["quarantined"] else ""
     out.print(f"quarantined clips: {info['quarantined']}{rows}   temporary files: {info['temporary_files']}")
+    if info["warnings"]:
+        out.print(f"clips with warnings (e.g. decoded only in part; see clips.parquet): {info['warnings']}")
     if split:
         data = fs.load_split(split)
         out.print(f"split {split}: {len(data)} clips, labels {tuple(data.labels.shape)}")

@@ -407,3 +407,40 @@ def test_ids_holding_the_key_separator_are_set_aside_with_their_own_reason(tmp_p
     assert [c.key for c in clips] == ["a$_$d"]
     assert [p["error"] for p in problems] == ["SeparatorInId", "SeparatorInId"]  # not two DuplicateClip
     assert "'b$_$c' contains '$_$'" in problems[0]["message"] and "'a$_$b'" in problems[1]["message"]
+
+
+def truncated_faststart(src, dest, keep=0.4):
+    """The clip remuxed with its index at the start (movflags=faststart), then cut short: the header
+    still declares the whole duration, and decoding just ends early, without an error."""
+    import av
+
+    whole = dest.with_name("whole-" + dest.name)
+    with av.open(str(src)) as inp, av.open(str(whole), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    data = whole.read_bytes()
+    dest.write_bytes(data[: int(len(data) * keep)])
+    whole.unlink()
+
+
+@pytest.mark.slow
+def test_a_partial_decode_is_a_warning_and_the_stored_duration_is_the_decoded_one(tmp_path):
+    from tests.helpers import extract_here
+
+    raw = tmp_path / "raw"
+    (raw / "Raw" / "v").mkdir(parents=True)
+    make_video(tmp_path / "full.mp4", seconds=3.0)
+    truncated_faststart(tmp_path / "full.mp4", raw / "Raw" / "v" / "cut.mp4")
+    make_video(raw / "Raw" / "v" / "whole.mp4", seconds=3.0)
+    rows = [{"video_id": "v", "clip_id": c, "text": "a good film", "label": "1", "mode": "train"} for c in ("cut", "whole")]
+    write_rows(raw, rows)
+    summary = extract_here(params(), raw, tmp_path / "store")
+    assert summary["partial"] == 1 and summary["quarantined"] == 0
+    clips = {r["clip_key"]: r for r in FeatureStore(tmp_path / "store").clips().to_pylist()}
+    cut, whole = clips["v$_$cut"], clips["v$_$whole"]
+    assert cut["warnings"].startswith("partial decode: ") and "of the 3.00 s its header declares" in cut["warnings"]
+    assert cut["duration"] < 1.5  # the decoded seconds, not the header's 3.0
+    assert whole["warnings"] is None and whole["duration"] == pytest.approx(3.0, abs=0.1)
