@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from misr.config import FeaturesConfig
 from misr.evaluation.convention import Convention
 from misr.stages import extract as stage
+from misr.util.stop import request_stop
 from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error
 
 quiet_user_error_tracebacks()
@@ -39,8 +40,12 @@ def extract_shard_task(features: FeaturesConfig, store_dir: Path, shard: stage.S
 def as_tasks(features: FeaturesConfig, store_dir: Path, shards: list[stage.Shard]) -> Iterable[stage.ShardResult]:
     """Submit every shard to the flow's task runner; yield the results as they complete."""
     futures = [extract_shard_task.submit(features, store_dir, shard) for shard in shards]
-    for future in as_completed(futures):
-        yield future.result()
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:  # an interrupt (Ctrl-C, or Prefect's own SIGTERM bridge) reached the flow's thread:
+        request_stop()  # the shards still running on other threads stop at their next clip
+        raise
 
 
 def task_runner(features: FeaturesConfig):

@@ -26,6 +26,7 @@ from misr.features.registry import extractors_for
 from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
 from misr.util.atomic import check_writable
 from misr.util.hashing import file_sha256, stable_hash
+from misr.util.stop import check_stop
 
 
 @dataclass
@@ -164,6 +165,7 @@ def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard)
     result = ShardResult(shard.index)
     records: dict[str, list[dict[str, Any]]] = {m: [] for m in MODALITIES}
     for clip in clips:
+        check_stop("extraction")  # between clips: finished shards stay, this one is done again next time
         for m in todo[clip.key]:
             ex = extractors[m]
             try:

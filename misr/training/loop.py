@@ -37,6 +37,7 @@ from misr.training.inference import autocast_for, evaluate_split
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import check_writable, write_json, write_text
 from misr.util.lock import exclusive
+from misr.util.stop import check_stop
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -262,6 +263,7 @@ def run_epoch(
     sums: dict[str, torch.Tensor] = {}
     pieces = epoch_batches(len(batches), tc.batch_size, job.seed, epoch, rank=dist.rank, world=dist.world)
     for b, piece in enumerate(pieces):
+        check_stop("training")  # the last finished epoch's checkpoint stays: a new run resumes from it
         batch = batches.get(piece.indices)
         if tc.modality_dropout > 0:
             batch = drop_modalities(batch, tc.modality_dropout)

@@ -6,6 +6,7 @@ A failure becomes a `MisrError` carrying the command's last words, so the CLI pr
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections import deque
 from collections.abc import Sequence
@@ -34,17 +35,40 @@ def stream(cwd: str | Path, *cmd: str) -> None:
     """Run a long command, printing its output as it comes (the user's progress and a flow's log)."""
     tail: deque[str] = deque(maxlen=40)
     try:
-        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        # a session of its own: the command and everything it starts can be stopped together
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True
+        )
     except OSError as exc:
         raise MisrError(f"{' '.join(cmd)} could not run: {exc}") from None
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if line:
-            print(line, flush=True)
-            tail.append(line)
+    try:
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                print(line, flush=True)
+                tail.append(line)
+    except BaseException:  # Ctrl-C, SIGTERM: stop the command and its children before going on
+        stop_group(proc)
+        raise
     if proc.wait() != 0:
         raise MisrError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group that `proc` leads, then SIGKILL what is left after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            os.killpg(proc.pid, 0)  # the leader is gone; is anything of its group left?
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def git(repo: str | Path, *args: str, check: bool = True) -> str:

@@ -30,6 +30,7 @@ def extract_command(
     from misr.stages.extract import summary_rows
     from misr.util.atomic import check_writable
     from pipelines.extract import extract_flow
+    from pipelines.prefect_api import prefect_api
 
     overrides = list(set_ or [])
     if runner:
@@ -50,7 +51,8 @@ def extract_command(
             elif event == "shard":
                 bar.advance(state["task"], info["clips"])
 
-        summary = extract_flow(cfg.features, convention(cfg.data.active.convention), raw, store, progress)
+        with prefect_api():
+            summary = extract_flow(cfg.features, convention(cfg.data.active.convention), raw, store, progress)
     out.print(
         f"{summary['extracted']} clip(s) extracted in {summary['shards']} shard(s); {summary['complete']} of {summary['clips']} "
         f"complete in {store}; {summary['quarantined']} quarantined"

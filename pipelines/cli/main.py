@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from misr.errors import MisrError
+from misr.util.stop import request_stop, stop_requested
 from pipelines.cli import demo_corpus, evaluate, extract, register, retrain, synth, tools, train  # noqa: F401  (they add the commands)
 from pipelines.cli.common import app, err
 
 
+def _stop(signum: int, frame: object) -> None:
+    # threads doing work check the flag between units of work; the main thread gets the interrupt
+    request_stop()
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point: user errors become one clear line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors become one clear line on stderr and exit code 2, never a traceback.
+
+    Ctrl-C and SIGTERM (e.g. from `timeout`) stop the command within one unit of work (a clip, a
+    batch), keep what is finished, and end every process it started.
+    """
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         app()
+    except SystemExit:
+        if stop_requested():  # typer turns the interrupt into a silent exit 130
+            _say_stopped()
+        raise
     except MisrError as exc:
         err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
         sys.exit(2)
@@ -21,8 +39,12 @@ def main() -> None:
         err.print(f"[red]error:[/]{what}: {exc.strerror or exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say_stopped()
         sys.exit(130)
+
+
+def _say_stopped() -> None:
+    err.print("stopped: finished work is kept; run the command again to go on from there", highlight=False)
 
 
 if __name__ == "__main__":

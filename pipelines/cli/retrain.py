@@ -18,10 +18,12 @@ def _params_in(repo: Path, params: Path) -> Path:
 @app.command("retrain", rich_help_panel="Retraining")
 def retrain_command(repo: Path = RepoOption, params: Path = ParamsOption, set_: list[str] | None = SetOption) -> None:
     """Retrain once if the watched corpus changed: dvc repro, gate, commit, register, push, audit line."""
+    from pipelines.prefect_api import prefect_api
     from pipelines.retrain import retrain_flow
 
     load(_params_in(repo, params), set_)  # validate before the flow starts
-    entry = retrain_flow(str(repo), str(params), list(set_ or []))
+    with prefect_api():  # the pipeline's own `misr` commands use the same server
+        entry = retrain_flow(str(repo), str(params), list(set_ or []))
     shown = ("data_version", "decision", "version", "push", "reason")
     out.print(f"{entry['outcome']}: " + ", ".join(f"{k} {v}" for k, v in entry.items() if k in shown and v))
 

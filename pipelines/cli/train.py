@@ -42,9 +42,11 @@ def train_command(
         if dist.launched or no_flow:
             summary = stage.run(*sections, store_dir, model_dir, progress=progress)
         else:
+            from pipelines.prefect_api import prefect_api
             from pipelines.train import train_flow
 
-            summary = train_flow(*sections, store_dir, model_dir, progress=progress)
+            with prefect_api():
+                summary = train_flow(*sections, store_dir, model_dir, progress=progress)
     if not dist.main:
         return
     title = f"{cfg.model.name} on {store_dir} ({summary['device']}, {summary['world_size']} process(es))"

@@ -265,3 +265,29 @@ def test_cron_is_validated(tmp_path):
         load_params(REPO / "params.yaml", ["retrain.cron=every day"])
     with pytest.raises(MisrError, match="retrain.dataset 'nope' is not one of data.datasets"):
         load_params(REPO / "params.yaml", ["retrain.dataset=nope"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_retraining_and_puts_the_repository_back(toy_repo):
+    import signal
+    import uuid
+
+    from misr.registry.retrain import history
+    from tests.e2e.test_stopping import processes_marked, stopped_within, wait_for
+
+    before = state(toy_repo)
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "retrain", "--repo", str(toy_repo)],
+        env={**os.environ, "MISR_TEST_MARK": mark}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    # stop it once dvc repro is extracting (a `misr extract` runs under it)
+    assert wait_for(lambda: any("misr extract" in cmd for cmd in processes_marked(mark)), 120)
+    os.killpg(proc.pid, signal.SIGINT)
+    took, err = stopped_within(proc, 60)
+    assert proc.returncode == 130 and "stopped" in err, err
+    assert wait_for(lambda: processes_marked(mark) == [], 10), processes_marked(mark)  # dvc and its misr children too
+    assert state(toy_repo) == before
+    last = history(toy_repo / ".misr" / "audit.jsonl")[-1]
+    assert last["outcome"] == "failed" and any("dvc checkout" in step for step in last["restored"])
