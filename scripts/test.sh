@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$MISR_ROOT"
 ruff format --check --quiet . || { echo "ruff format: files above need formatting (run: ruff format .)" >&2; exit 1; }
 ruff check --quiet .
-python -m pytest -q "$@"
+# One worker per core (MISR_TEST_WORKERS=0 runs in this process); a module's tests stay on one worker,
+# so its fixtures (a trained model, a corpus) are built once.
+python -m pytest -q -n "${MISR_TEST_WORKERS:-auto}" --dist loadscope "$@"

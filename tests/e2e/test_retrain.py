@@ -121,6 +121,7 @@ def toy_repo(tmp_path, demo_raw, prefect_harness):
         "model.n_heads=2",
         "model.n_layers=1",
         "features.max_workers=1",
+        "features.text.store_hidden=true",  # MiniLM once per clip at extraction, not on every batch of training
     )
     (repo / "dvc.yaml").write_text(DVC_YAML)
     (repo / ".gitignore").write_text("/data/features/\n/data/models/\n/.misr/\n")
