@@ -274,7 +274,7 @@ def test_ctrl_c_stops_retraining_and_puts_the_repository_back(toy_repo):
     import uuid
 
     from misr.registry.retrain import history
-    from tests.e2e.test_stopping import processes_marked, stopped_within, wait_for
+    from tests.helpers.processes import processes_marked, stopped_within, wait_for
 
     before = state(toy_repo)
     mark = uuid.uuid4().hex

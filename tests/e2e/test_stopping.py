@@ -5,30 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from misr.store import FeatureStore
 from tests.helpers import REPO
+from tests.helpers.processes import processes_marked, stopped_within, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def processes_marked(mark: str) -> list[str]:
-    """Command lines of every process whose environment carries MISR_TEST_MARK=mark (children inherit it)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if f"MISR_TEST_MARK={mark}".encode() in env:
-            found.append(cmd[:120])
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +30,6 @@ def start(args, prefect_home):
     cmd = [sys.executable, "-m", "pipelines.cli", *map(str, args), "--params", str(REPO / "params.yaml")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     return proc, mark
-
-
-def wait_for(condition, seconds=180):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def stopped_within(proc, seconds):
-    started = time.time()
-    try:
-        _, err = proc.communicate(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"still running {seconds} s after the signal")
-    return time.time() - started, err
 
 
 @pytest.fixture(scope="module")
