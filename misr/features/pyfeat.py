@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from misr.data.corpus import Clip
-from misr.data.media import ClipError, read_video
+from misr.data.media import ClipError, VideoStream
 from misr.errors import MisrError
 from misr.features.base import Extractor
 from misr.features.visual import normalise
@@ -81,8 +81,10 @@ class PyFeatExtractor(Extractor):
 
         if self._detector is None:
             self._detector = Detector(au_model="xgb")
-        video = read_video(clip.path)  # decodability and the native frame rate, with our clear errors
-        skip = max(0, int(round(video.fps / self.cfg.frame_rate)) - 1)
+        with VideoStream(clip.path, chunk=1) as video:  # decodability and the native frame rate, with our clear errors
+            next(iter(video.chunks()))
+            source_fps = video.source_fps
+        skip = max(0, int(round(source_fps / self.cfg.frame_rate)) - 1)
         fex = self._detector.detect_video(str(clip.path), skip_frames=skip)
         frames = sorted(set(int(f) for f in fex["frame"]))
         out = np.zeros((len(frames), len(self.feature_names())), dtype=np.float32)

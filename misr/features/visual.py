@@ -6,9 +6,9 @@ Per analysed frame (features.visual.frame_rate):
                         distance 1 (so position, scale and roll drop out)
   pose_yaw/pitch/roll   head pose in degrees (solvePnP against a generic 3D face)
   AU01_r ... AU45_r     action-unit intensities in [0, 5] from landmark geometry (below)
-Frames without a face carry zeros. The detector (HOG, dlib) runs every `detect_every` frames, at a
-scale that puts the face near its preferred size; in between, the landmark predictor follows the face
-from the previous frame's landmarks, which is what makes hundreds of frames per second possible.
+Frames without a face carry zeros. Frames stream from the decoder in bounded chunks (`VideoStream`),
+sampled at the frame rate by their time stamps, through `FaceTracker`: dlib's HOG detector finds the
+face and checks it every `detect_every` frames; in between, the landmark predictor follows it.
 
 Action units: each is a distance or height measured in inter-ocular units, turned into an intensity
 by (measure - neutral) / span * 5, clipped to [0, 5]. `neutral` is the value on relaxed faces
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from misr.data.corpus import Clip
-from misr.data.media import ClipError, read_video
+from misr.data.media import ClipError, VideoStream
 from misr.features.base import Extractor
 
 # (name, measure, neutral, span): measures are defined in `au_measures`
@@ -103,7 +103,7 @@ def feature_names() -> list[str]:
 class LandmarkExtractor(Extractor):
     name = "landmarks"
     modality = "visual"
-    version = "1"
+    version = "2"
 
     def __init__(self, features):
         super().__init__(features)
@@ -116,52 +116,236 @@ class LandmarkExtractor(Extractor):
         return feature_names()
 
     def extract(self, clip: Clip) -> dict[str, Any]:
-        video = read_video(clip.path, self.cfg.frame_rate)
-        landmarks, found = track_landmarks(video.frames, self.cfg.detect_every)
-        if not found.any():
-            raise ClipError("visual", "NoFace", f"no face found in any of the {len(video.frames)} frames of {clip.path.name}")
-        h, w = video.frames[0].shape
-        frames = frame_features(landmarks, found, w, h)
-        return {"clip_key": clip.key, "frames": frames, "frame_rate": video.fps, "face_ratio": float(found.mean())}
+        # frames stream through the tracker and the feature computation a chunk at a time
+        parts, n_frames = [], 0
+        with VideoStream(clip.path, self.cfg.frame_rate) as video:
+            tracker = FaceTracker(self.cfg.detect_every)
+            for chunk in video.chunks():
+                landmarks, found = tracker.track(chunk)
+                parts.append(frame_features(landmarks, found, chunk.shape[2], chunk.shape[1]))
+                n_frames += len(chunk)
+            fps = video.fps
+        frames = np.concatenate(parts)
+        if not frames[:, 0].any():
+            raise ClipError("visual", "NoFace", f"no face found in any of the {n_frames} frames of {clip.path.name}")
+        return {"clip_key": clip.key, "frames": frames, "frame_rate": fps, "face_ratio": float(frames[:, 0].mean())}
+
+
+# The tracker's tolerances, in units of the face box's width (the detector's box, about the eyebrows-to-chin square).
+_DETECT_SIZE = 80.0  # px: the face size at which the detector is run when it looks near a known face
+_SEARCH_MARGIN = 0.3  # the neighbourhood searched around a tracked face
+_MAX_JUMP = 0.35  # the landmarks' centre may move this much between analysed frames
+_EYE_SPAN = (0.22, 0.7)  # inter-ocular distance within this range of the box width
+_MIN_OVERLAP = 0.3  # IoU for a detection to be the tracked face
+_MIN_SIMILARITY = 0.6  # a followed face's picture correlates at least this well with the last checked one
+_CONFIRM_THRESHOLD = -0.6  # dlib HOG score that still confirms a tracked face (detections count from 0)
+
+
+class FaceTracker:
+    """Follows one face through a stream of grayscale frames: 68 landmarks per frame, or none.
+
+    Detection (dlib HOG) finds the face; between detections the landmark predictor follows it from the
+    previous frame, which is what makes hundreds of frames per second possible. The track is kept honest:
+      - a miss of the fast detector (reduced scale) is retried at full resolution, then upsampled for small faces;
+      - every `detect_every` frames the detector looks again near the tracked face; a miss there does not end
+        the track while a relaxed detector threshold still sees a face at that place (partly hidden or turned
+        faces score just below dlib's default);
+      - a track whose landmarks stop looking like a face (eyes too close or far for the box, wrong vertical
+        order of eyes, nose, mouth and chin, mostly outside the frame), that jumps, or whose picture stops
+        correlating with the face's picture at the last check (a cut, an occluder) is re-detected at once;
+      - with several faces, the largest and most central is taken at the start, then the one overlapping the track.
+    A frame is reported with a face only when a detection found or confirmed it at the last check.
+    """
+
+    def __init__(self, detect_every: int):
+        self.detect_every = max(1, int(detect_every))
+        self.detector, self.predictor = dlib_models()
+        self.box: np.ndarray | None = None  # the detector's box (left, top, right, bottom) where the track was last (re)placed
+        self.anchor: np.ndarray | None = None  # the landmarks' centre when `box` was placed
+        self.previous: np.ndarray | None = None  # the last frame's landmarks
+        self.patch: np.ndarray | None = None  # the face's picture at the last check, for `_similarity`
+        self.since_check = 0
+        self.since_lost = 0
+
+    def track(self, frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """68 landmarks [N, 68, 2] (pixels) and a found flag [N] for a run of consecutive frames."""
+        out = np.zeros((len(frames), 68, 2), dtype=np.float32)
+        found = np.zeros(len(frames), dtype=bool)
+        for i, gray in enumerate(frames):
+            pts = self.update(np.ascontiguousarray(gray))
+            if pts is not None:
+                out[i], found[i] = pts, True
+        return out, found
+
+    def update(self, gray: np.ndarray) -> np.ndarray | None:
+        pts = None
+        if self.previous is not None:
+            pts = self._follow(gray)
+            if not self._plausible(pts, gray.shape, self.box, moved_from=self.previous):
+                pts = None  # drift: look again now
+            elif _similarity(self.patch, _patch(gray, self._current_box(pts))) < _MIN_SIMILARITY:
+                pts = None  # the picture at the face changed (a cut, an occluder): look again now
+            self.since_check += 1
+        if pts is None or self.since_check >= self.detect_every:
+            pts = self._check(gray, pts)
+            self.since_check = 0
+        self.previous = pts
+        return pts
+
+    def _check(self, gray: np.ndarray, followed: np.ndarray | None) -> np.ndarray | None:
+        """A detection near the track (or anywhere, without one); the track's new landmarks or None."""
+        if self.box is not None:
+            box = self._detect_near(gray, self._current_box(followed), 0.0)
+            if box is None and followed is not None:
+                box = self._detect_near(gray, self._current_box(followed), _CONFIRM_THRESHOLD)
+            if box is None:
+                box = self._pick(self._detect_everywhere(gray, thorough=True), gray.shape)
+        else:
+            self.since_lost += 1
+            box = self._pick(self._detect_everywhere(gray, thorough=(self.since_lost - 1) % self.detect_every == 0), gray.shape)
+        if box is None:
+            self.box = self.anchor = None
+            return None
+        self.since_lost = 0
+        if followed is not None and _iou(box, self._current_box(followed)) >= _MIN_OVERLAP:
+            self.box, self.anchor = box, followed.mean(axis=0)  # confirmed where it was followed: no new landmarks needed
+            self.patch = _patch(gray, box)
+            return followed
+        pts = self._landmarks(gray, box)
+        if not self._plausible(pts, gray.shape, box):
+            self.box = self.anchor = None
+            return None
+        self.box, self.anchor = box, pts.mean(axis=0)
+        self.patch = _patch(gray, box)
+        return pts
+
+    def _current_box(self, followed: np.ndarray | None) -> np.ndarray:
+        pts = followed if followed is not None else self.previous
+        if pts is None or self.anchor is None:
+            return self.box
+        shift = pts.mean(axis=0) - self.anchor
+        return self.box + np.array([shift[0], shift[1], shift[0], shift[1]])
+
+    def _follow(self, gray: np.ndarray) -> np.ndarray:
+        # the detector's box (the shape predictor was trained on such boxes), moved along with the face
+        return self._landmarks(gray, self._current_box(self.previous))
+
+    def _landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        import dlib
+
+        left, top, right, bottom = (int(round(v)) for v in box)
+        shape = self.predictor(gray, dlib.rectangle(left, top, right, bottom))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    @staticmethod
+    def _plausible(pts: np.ndarray, shape: tuple[int, int], box: np.ndarray, moved_from: np.ndarray | None = None) -> bool:
+        """Landmarks that look like a face of the box's size, inside the frame, not far from `moved_from`."""
+        h, w = shape
+        size = max(box[2] - box[0], 1.0)
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+        if inside.mean() < 0.75:
+            return False  # leaving the frame
+        if moved_from is not None and np.linalg.norm(pts.mean(axis=0) - moved_from.mean(axis=0)) > _MAX_JUMP * size:
+            return False
+        left_eye, right_eye = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+        across = right_eye - left_eye
+        iod = float(np.hypot(across[0], across[1]))
+        if not _EYE_SPAN[0] * size <= iod <= _EYE_SPAN[1] * size:
+            return False
+        # in the face's own frame (eyes level, y downwards): eyes, nose tip, upper lip, chin from top to bottom
+        down = np.array([-across[1], across[0]]) / iod
+        nose, mouth, chin = (pts[[30, 51, 8]] - (left_eye + right_eye) / 2) @ down
+        return bool(0.0 < nose < mouth < chin)
+
+    def _detect_near(self, gray: np.ndarray, box: np.ndarray, threshold: float) -> np.ndarray | None:
+        """The detection overlapping `box`, searched in the neighbourhood at the detector's preferred face size."""
+        h, w = gray.shape
+        size = box[2] - box[0]
+        margin = _SEARCH_MARGIN * size
+        left, top = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
+        right, bottom = int(min(w, box[2] + margin)), int(min(h, box[3] + margin))
+        if right - left < 16 or bottom - top < 16:
+            return None
+        crop = gray[top:bottom, left:right]
+        scale = _DETECT_SIZE / max(size, 1.0)
+        if abs(scale - 1.0) > 0.1:
+            import cv2
+
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        else:
+            scale = 1.0
+        rects, _, _ = self.detector.run(np.ascontiguousarray(crop), 0, threshold)
+        boxes = [np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float64) / scale + [left, top, left, top] for r in rects]
+        best = max(boxes, key=lambda b: _iou(b, box), default=None)
+        return best if best is not None and _iou(best, box) >= _MIN_OVERLAP else None
+
+    def _detect_everywhere(self, gray: np.ndarray, thorough: bool) -> list[np.ndarray]:
+        """Detections on the whole frame: reduced scale first; then full resolution; then upsampled (small faces)."""
+        h, w = gray.shape
+        factor = max(1, min(h, w) // 240)  # HOG finds faces of ~60-150 px best, and faster on small images
+        attempts = [(factor, 0)] + ([(1, 0)] if factor > 1 else [])
+        if thorough:
+            attempts.append((1, 1))
+        for factor, upsample in attempts:
+            image = gray if factor == 1 else np.ascontiguousarray(gray[::factor, ::factor])
+            rects = self.detector(image, upsample)
+            if len(rects):
+                return [np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float64) * factor for r in rects]
+            if not thorough:
+                break
+        return []
+
+    def _pick(self, boxes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray | None:
+        """The tracked person's box when one overlaps the track; else the largest, most central face."""
+        if not boxes:
+            return None
+        if self.box is not None:
+            current = self._current_box(self.previous)
+            best = max(boxes, key=lambda b: _iou(b, current))
+            if _iou(best, current) >= _MIN_OVERLAP:
+                return best
+        h, w = shape
+        centre = np.array([w / 2, h / 2])
+
+        def score(b: np.ndarray) -> float:
+            offset = np.linalg.norm((b[:2] + b[2:]) / 2 - centre) / np.linalg.norm(centre)
+            return float((b[2] - b[0]) * (b[3] - b[1]) * (1.0 - 0.5 * offset))
+
+        return max(boxes, key=score)
+
+
+def _patch(gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """The box's picture at 24x24, zero mean and unit norm (None when the box is off the frame)."""
+    import cv2
+
+    h, w = gray.shape
+    left, top = int(max(0, box[0])), int(max(0, box[1]))
+    right, bottom = int(min(w, box[2])), int(min(h, box[3]))
+    if right - left < 8 or bottom - top < 8:
+        return None
+    step = max(1, min(right - left, bottom - top) // 48)  # thin out large faces first: area resampling is slow
+    small = cv2.resize(gray[top:bottom:step, left:right:step], (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm > 1e-3 else None
+
+
+def _similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Normalised cross-correlation of two patches (1: the same picture); 0 when either is missing."""
+    return float((a * b).sum()) if a is not None and b is not None else 0.0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def track_landmarks(frames: list[np.ndarray], detect_every: int) -> tuple[np.ndarray, np.ndarray]:
-    """68 landmarks [N, 68, 2] (pixels) and a found flag [N] for every frame."""
-    import dlib
-
-    detector, predictor = dlib_models()
-    h, w = frames[0].shape
-    scale = 0.5 if min(h, w) >= 240 else 1.0  # HOG finds faces of ~80-150 px best, and faster on small images
-    out = np.zeros((len(frames), 68, 2), dtype=np.float32)
-    found = np.zeros(len(frames), dtype=bool)
-    previous: np.ndarray | None = None
-    box: np.ndarray | None = None  # the last detector box (l, t, r, b), moved along with the face
-    anchor: np.ndarray | None = None  # the landmarks' centre when that box was placed
-    for i, gray in enumerate(frames):
-        if i % detect_every == 0 or previous is None:
-            small = gray if scale == 1.0 else gray[:: int(1 / scale), :: int(1 / scale)]
-            faces = detector(np.ascontiguousarray(small), 0)
-            if len(faces) == 0 and scale == 1.0 and min(h, w) < 200:
-                faces = detector(gray, 1)  # small frames: look for smaller faces too
-            if len(faces):
-                best = max(faces, key=lambda r: r.area())
-                box, anchor = np.array([best.left(), best.top(), best.right(), best.bottom()], dtype=np.float64) / scale, None
-            elif i % detect_every == 0:
-                box = previous = None  # the detector lost the face: stop following it
-        if box is None:
-            continue
-        if anchor is not None and previous is not None:
-            # follow: the detector's box (the shape predictor was trained on such boxes), moved with the face
-            shift = previous.mean(axis=0) - anchor
-            left, top, right, bottom = box + np.array([shift[0], shift[1], shift[0], shift[1]])
-        else:
-            left, top, right, bottom = box
-        shape = predictor(gray, dlib.rectangle(int(round(left)), int(round(top)), int(round(right)), int(round(bottom))))
-        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        if anchor is None:
-            anchor = pts.mean(axis=0)
-        out[i], found[i], previous = pts, True, pts
-    return out, found
+    """68 landmarks [N, 68, 2] (pixels) and a found flag [N] for every frame of a short clip."""
+    return FaceTracker(detect_every).track(frames)
 
 
 def normalise(landmarks: np.ndarray) -> np.ndarray:

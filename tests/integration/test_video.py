@@ -1,0 +1,203 @@
+"""Streaming decode (frame choice by time stamps, bounded chunks) and the face tracker on real and made faces."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import GRID, params
+
+BITS = 8  # a frame's index, written as 8 black/white stripes: survives H.264 compression exactly
+
+
+def write_video(path: Path, frames: list[np.ndarray], rate: Fraction) -> None:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "12"}
+        for img in frames:
+            rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def numbered(n: int) -> list[np.ndarray]:
+    frames = []
+    for i in range(n):
+        img = np.zeros((32, 16 * BITS), np.uint8)
+        for b in range(BITS):
+            img[:, 16 * b : 16 * (b + 1)] = 255 if (i >> b) & 1 else 0
+        frames.append(img)
+    return frames
+
+
+def read_number(gray: np.ndarray) -> int:
+    return sum(1 << b for b in range(BITS) if gray[:, 16 * b + 4 : 16 * b + 12].mean() > 128)
+
+
+@pytest.mark.parametrize("rate", [Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(60)], ids=["25", "29.97", "30", "60"])
+def test_frames_are_chosen_by_their_time_stamps(tmp_path, rate):
+    from misr.data.media import VideoStream
+
+    seconds = 3
+    n_source = int(seconds * rate)
+    path = tmp_path / "numbered.mp4"
+    write_video(path, numbered(n_source), rate)
+    with VideoStream(path, 25, chunk=7) as video:
+        chunks = list(video.chunks())
+        got = [read_number(g) for chunk in chunks for g in chunk]
+        assert all(len(c) <= 7 for c in chunks) and all(c.flags["C_CONTIGUOUS"] for c in chunks)
+        assert video.fps == pytest.approx(25.0 if rate >= 25 else float(rate))
+        assert video.duration == pytest.approx(n_source / float(rate), abs=1e-3)
+        assert video.n_frames == len(got)
+    # output frame k is the source frame on screen at time k / 25
+    expected = [int(Fraction(k, 25) * rate + Fraction(1, 10**6)) for k in range(seconds * 25)]
+    assert got == expected
+
+
+def test_a_rate_above_the_source_keeps_every_frame_and_invents_none(tmp_path):
+    from misr.data.media import VideoStream
+
+    path = tmp_path / "numbered.mp4"
+    write_video(path, numbered(50), Fraction(25))
+    with VideoStream(path, 60) as video:
+        got = [read_number(g) for chunk in video.chunks() for g in chunk]
+    assert got == list(range(50)) and video.fps == pytest.approx(25.0)
+
+
+# ------------------------------------------------------------------------------------------ the tracker
+
+
+def grid_frames(name: str = "swwp2s") -> list[np.ndarray]:
+    from misr.data.media import read_video
+
+    return read_video(GRID / f"{name}.mpg", 25).frames
+
+
+def every_frame_reference(frames: list[np.ndarray]) -> np.ndarray:
+    from misr.features.visual import dlib_models
+
+    detector, _ = dlib_models()
+    return np.array([len(detector(np.ascontiguousarray(g), 1)) > 0 for g in frames])
+
+
+def demo_face_frames(n: int) -> list[np.ndarray]:
+    from misr.data.democorpus import build_rig
+
+    face = build_rig(224).image.mean(axis=2).astype(np.uint8)
+    return [face.copy() for _ in range(n)]
+
+
+def slide_out(frames: list[np.ndarray], start: int, end: int) -> list[np.ndarray]:
+    """The picture slides out to the left between frames `start` and `end`; a textured background follows it."""
+    h, w = frames[0].shape
+    rng = np.random.default_rng(0)
+    background = np.clip(120 + 20 * rng.standard_normal((h, w)), 0, 255).astype(np.uint8)
+    out = []
+    for i, f in enumerate(frames):
+        shift = int(np.clip((i - start) / (end - start), 0, 1) * w)
+        img = background.copy()
+        if shift < w:
+            img[:, : w - shift] = f[:, shift:]
+        out.append(img)
+    return out
+
+
+@pytest.mark.parametrize("source", ["demo", "grid"])
+def test_a_face_that_leaves_the_frame_is_not_reported_after_it_has_gone(source):
+    from misr.features.visual import track_landmarks
+
+    if source == "grid" and not GRID.exists():
+        pytest.skip("../shared/data/grid is not here")
+    frames = demo_face_frames(60) if source == "demo" else grid_frames()
+    moving = slide_out(frames, 20, 45)
+    _, found = track_landmarks(moving, 5)
+    reference = every_frame_reference(moving)
+    assert found[:20].all()  # all there before it moves
+    assert not found[46:].any()  # and nothing once the picture holds no face
+    gone = np.nonzero(~reference)[0]
+    gone_for_good = gone[gone > 20]
+    # at most one check interval after dlib stops seeing it, never more
+    assert found[gone_for_good[0] + 5 :].sum() == 0
+
+
+def test_a_blank_video_has_no_face_and_is_a_clear_no_face_error(tmp_path):
+    from misr.data.corpus import Clip
+    from misr.data.media import ClipError
+    from misr.features.visual import LandmarkExtractor, track_landmarks
+
+    blank = [np.full((240, 320), 128, np.uint8) for _ in range(30)]
+    noise = [np.random.default_rng(i).integers(0, 255, (240, 320), dtype=np.uint8) for i in range(30)]
+    for frames in (blank, noise):
+        _, found = track_landmarks(frames, 5)
+        assert not found.any()
+    path = tmp_path / "blank.mp4"
+    write_video(path, blank, Fraction(25))
+    with pytest.raises(ClipError) as err:
+        LandmarkExtractor(params().features).extract(Clip("v$_$blank", "v", "blank", path, "", "train", 0.0))
+    assert err.value.kind == "NoFace" and "30 frames" in err.value.message
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_a_small_face_in_a_wide_frame_is_found_by_the_full_resolution_retry():
+    """A ~55 px face in 1280x720: the reduced-scale detector misses it; the upsampled retry does not."""
+    import cv2
+
+    from misr.features.visual import track_landmarks
+
+    frames = []
+    for g in grid_frames()[:40]:
+        canvas = np.full((720, 1280), 110, np.uint8)
+        small = cv2.resize(g, None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
+        canvas[300 : 300 + small.shape[0], 820 : 820 + small.shape[1]] = small
+        frames.append(canvas)
+    landmarks, found = track_landmarks(frames, 5)
+    assert found.mean() >= 0.99
+    assert (landmarks[found, :, 0].mean(axis=1) > 820).all()  # on the face, not elsewhere
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_with_two_faces_the_larger_central_one_is_followed_throughout():
+    import cv2
+
+    from misr.features.visual import track_landmarks
+
+    frames = []
+    for g in grid_frames():
+        h, w = g.shape
+        img = np.full((h, w + w // 2), 100, np.uint8)
+        img[:, :w] = g
+        small = cv2.resize(g, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        img[h // 4 : h // 4 + small.shape[0], w : w + small.shape[1]] = small
+        frames.append(img)
+    landmarks, found = track_landmarks(frames, 5)
+    assert found.all()
+    assert (landmarks[:, :, 0].max(axis=1) < 360).all()  # every frame on the large face (x < 360)
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_a_cut_to_a_faceless_scene_ends_the_track_at_once():
+    frames = grid_frames()
+    h, w = frames[0].shape
+    background = np.clip(120 + 20 * np.random.default_rng(1).standard_normal((h, w)), 0, 255).astype(np.uint8)
+    cut = frames[:38] + [background] * 37
+    from misr.features.visual import track_landmarks
+
+    _, found = track_landmarks(cut, 5)
+    assert found[:38].all() and not found[38:].any()
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_grid_frames_are_whole_rows_for_dlib():
+    """PyAV pads rows to a stride; dlib misreads a strided array (it found no face on full frames)."""
+    frames = grid_frames()
+    assert all(f.flags["C_CONTIGUOUS"] for f in frames)
+    assert every_frame_reference(frames[::15]).all()
