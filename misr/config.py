@@ -295,6 +295,11 @@ class TrainConfig(Section):
         "> 0 lets `misr predict` answer when a modality is missing",
     )
     deterministic: bool = True
+    stream: Literal["auto", "memory", "store"] = Field(
+        "auto",
+        description="memory: load the train and valid splits padded into memory; store: read batches from the store's "
+        "row groups as training goes (block-shuffled order); auto: store when the splits' feature files exceed 2 GiB",
+    )
 
     @field_validator("seeds")
     @classmethod

@@ -35,6 +35,29 @@ def load_split(
     """
     for m in modalities:
         store.modality_dir(m)
+    clips, rows, keys, skipped = split_rows(store, split)
+    labels, unimodal = label_columns(clips, rows)
+
+    located = {m: locate(store, m, keys) for m in modalities}
+    check_coverage(store, split, keys, located)
+
+    data = SplitData(split=split, clip_keys=keys, labels=labels, unimodal_labels=unimodal, quarantined=skipped)
+    fill(data, located, dict(max_frames or {}))
+    return to_torch(data) if as_torch else data
+
+
+def fill(data: SplitData, located: Mapping[str, Located], limits: Mapping[str, int]) -> SplitData:
+    """Pad every located modality of `data.clip_keys` into `data` (numpy arrays)."""
+    for m, (parts, where) in located.items():
+        if m == "text":
+            data.text = _gather_text(parts, where, data.clip_keys, limits.get("text"))
+        else:
+            setattr(data, m, _gather_sequences(m, parts, where, data.clip_keys, "frames", limits.get(m)))
+    return data
+
+
+def split_rows(store: FeatureStore, split: str) -> tuple[pa.Table, list[int], list[str], list[str]]:
+    """The clips table, and the rows and keys of `split` not in the quarantine, and the quarantined keys."""
     clips = store.clips()
     splits = clips.column("split").to_pylist()
     rows = [i for i, s in enumerate(splits) if s == split]
@@ -50,23 +73,12 @@ def load_split(
     keys = [keys_all[i] for i in rows]
     if len(set(keys)) != len(keys):
         raise StoreError(f"{store.clips_path} lists some clip_key more than once")
+    return clips, rows, keys, skipped
 
+
+def label_columns(clips: pa.Table, rows: Sequence[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     take = pa.array(rows, pa.int64())
-    labels = _float_column(clips, "label", take)
-    unimodal = {m: _float_column(clips, col, take) for m, col in UNIMODAL_LABELS.items()}
-
-    located = {m: locate(store, m, keys) for m in modalities}
-    check_coverage(store, split, keys, located)
-
-    data = SplitData(split=split, clip_keys=keys, labels=labels, unimodal_labels=unimodal, quarantined=skipped)
-    limits = dict(max_frames or {})
-    for m in modalities:
-        parts, where = located[m]
-        if m == "text":
-            data.text = _gather_text(parts, where, keys, limits.get("text"))
-        else:
-            setattr(data, m, _gather_sequences(m, parts, where, keys, "frames", limits.get(m)))
-    return _to_torch(data) if as_torch else data
+    return _float_column(clips, "label", take), {m: _float_column(clips, col, take) for m, col in UNIMODAL_LABELS.items()}
 
 
 def locate(store: FeatureStore, modality: str, keys: Sequence[str]) -> Located:
@@ -260,7 +272,7 @@ def _gather_text(parts: Sequence[_Part], where: Mapping[str, tuple[int, int]], k
     )
 
 
-def _to_torch(data: SplitData) -> SplitData:
+def to_torch(data: SplitData) -> SplitData:
     import torch
 
     t = torch.from_numpy

@@ -1,4 +1,4 @@
-"""Mini-batches from a loaded split, and the order they come in.
+"""Mini-batches from a split (loaded in memory, or streamed from the store), and the order they come in.
 
 The order is a pure function of (seed, epoch): a resumed run sees exactly the batches the
 uninterrupted run would have seen. Under DDP every rank takes its share of the same global batch, so
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from misr.store import SplitData
+from misr.store.stream import SplitStream
 
 
 @dataclass
@@ -21,19 +22,19 @@ class BatchSlice:
     global_size: int  # rows in the whole global batch, over all ranks
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> list[BatchSlice]:
-    """Global batches of `batch_size` rows in a seeded order; each rank gets a contiguous share.
+def shuffled(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """A permutation of n rows that depends on (seed, epoch) only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch)))
+
+
+def epoch_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: int = 1) -> list[BatchSlice]:
+    """Global batches of `batch_size` consecutive rows of `order`; each rank gets a contiguous share.
 
     A last global batch with fewer rows than ranks is dropped (a rank with no rows could not take
     part in the gradient all-reduce).
     """
-    if shuffle:
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        order = torch.randperm(n, generator=gen)
-    else:
-        order = torch.arange(n)
     out = []
-    for start in range(0, n, batch_size):
+    for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         if len(chunk) < world:
             break
@@ -52,6 +53,14 @@ class Batches:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.data.labels
+
+    def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+        """The training order of an epoch: a permutation that depends on (seed, epoch) only."""
+        return shuffled(len(self), seed, epoch) if shuffle else torch.arange(len(self))
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         d = self.data
@@ -75,6 +84,32 @@ class Batches:
         if self.pin:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
+
+
+class StreamedBatches(Batches):
+    """Batches of a split read lazily from the store's row groups (`SplitStream`), in its block-shuffled order."""
+
+    def __init__(self, stream: SplitStream, device: torch.device):
+        self.stream = stream
+        self.device = device
+        self.pin = device.type == "cuda"
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.stream.labels
+
+    def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+        return self.stream.order(seed, epoch, shuffle)
+
+    def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        return Batches(self.stream.take(idx), self.device).get(torch.arange(len(idx)))
+
+
+def batches_for(split: SplitData | SplitStream, device: torch.device) -> Batches:
+    return StreamedBatches(split, device) if isinstance(split, SplitStream) else Batches(split, device)
 
 
 def zero_modality(batch: dict[str, torch.Tensor], modality: str, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -37,4 +37,4 @@ def score(preds: np.ndarray, labels: np.ndarray, convention: Convention) -> dict
 
 
 def evaluate_split(model: nn.Module, batches: Batches, batch_size: int, convention: Convention) -> dict[str, float]:
-    return score(predict(model, batches, batch_size), batches.data.labels.numpy(), convention)
+    return score(predict(model, batches, batch_size), batches.labels.numpy(), convention)

@@ -31,7 +31,7 @@ from torch import nn
 from misr.errors import MisrError
 from misr.model import build_model, loss_terms, loss_weights, total_loss
 from misr.training import checkpoints
-from misr.training.batches import Batches, drop_modalities, epoch_batches
+from misr.training.batches import Batches, batches_for, drop_modalities, epoch_batches
 from misr.training.checkpoints import RunSettings
 from misr.training.inference import autocast_for, evaluate_split
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
@@ -58,7 +58,8 @@ class SeedResult:
     seconds: float
     device: str
     steps: int = 0
-    step_ms: float = 0.0  # mean wall time of one optimisation step (forward, backward, update)
+    step_ms: float = 0.0  # mean wall time of one optimisation step (its batch, forward, backward, update)
+    data_ms: float = 0.0  # of which: getting the batch (reading the store when streamed, padding, copying to the device)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def prepare(settings: RunSettings, store_dir: str | Path, out_dir: str | Path) -
     device = resolve_device(settings.train.device, dist)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    loaded = load_data(settings.model, store_dir)
+    loaded = load_data(settings.model, store_dir, settings.train.stream)
     if dist.main:
         write_text(out / "params.yaml", settings.to_yaml())
     return Run(settings, Path(store_dir), out, loaded, device, dist)
@@ -186,18 +187,19 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
     if dist.launched:
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(job.model, device_ids=device_ids)
-    train_batches, valid_batches = Batches(loaded.train, run.device), Batches(loaded.valid, run.device)
+    train_batches, valid_batches = batches_for(loaded.train, run.device), batches_for(loaded.valid, run.device)
     live = _live(run.out / "dvclive" / job.folder_name, job.resumed) if dist.main else None
     if progress:
         info = {"epochs": tc.epochs, "steps": job.steps_per_epoch, "start_epoch": job.state.epoch + 1, "resumed": job.resumed}
         progress("seed", {"seed": seed, **info})
-    step_seconds, steps_done = 0.0, 0
+    step_seconds, data_seconds, steps_done = 0.0, 0.0, 0
     for epoch in range(job.state.epoch + 1, tc.epochs):
         if job.state.finished:
             break
         epoch_started = time.perf_counter()
-        sums, n_batches, penalty_weight = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
+        sums, n_batches, penalty_weight, waited = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
         step_seconds += time.perf_counter() - epoch_started
+        data_seconds += waited
         steps_done += n_batches
         valid = evaluate_split(job.model, valid_batches, tc.batch_size, run.settings.convention)
         record = {"epoch": epoch, "lr": job.scheduler.get_last_lr()[0], "penalty_weight": penalty_weight}
@@ -224,6 +226,7 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         device=str(run.device),
         steps=steps_done,
         step_ms=1000.0 * step_seconds / max(1, steps_done),
+        data_ms=1000.0 * data_seconds / max(1, steps_done),
     )
 
 
@@ -235,7 +238,7 @@ def start_seed(run: Run, seed: int) -> SeedJob:
     seed_everything(seed, tc.deterministic)
     model = build_model(settings.model, loaded.spec).to(run.device)
     optimizer = make_optimizer(model, tc)
-    steps_per_epoch = len(epoch_batches(len(loaded.train), tc.batch_size, seed, 0, world=dist.world))
+    steps_per_epoch = len(epoch_batches(torch.arange(len(loaded.train)), tc.batch_size, world=dist.world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
     job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch)
     last_path = run.out / job.folder_name / "last.pt"
@@ -252,8 +255,8 @@ def start_seed(run: Run, seed: int) -> SeedJob:
 
 def run_epoch(
     run: Run, job: SeedJob, ddp_model: nn.Module, batches: Batches, epoch: int, progress: Progress | None
-) -> tuple[dict[str, torch.Tensor], int, float]:
-    """One pass over this rank's share of the training split; returns the summed loss terms."""
+) -> tuple[dict[str, torch.Tensor], int, float, float]:
+    """One pass over this rank's share of the training split: the summed loss terms, batches, penalty weight, data seconds."""
     settings, dist = run.settings, run.dist
     tc = settings.train
     # every random draw of this epoch depends on (seed, epoch) only: resuming reproduces it
@@ -261,10 +264,13 @@ def run_epoch(
     weights = loss_weights(settings.model, epoch)
     ddp_model.train()
     sums: dict[str, torch.Tensor] = {}
-    pieces = epoch_batches(len(batches), tc.batch_size, job.seed, epoch, rank=dist.rank, world=dist.world)
+    waited = 0.0
+    pieces = epoch_batches(batches.order(job.seed, epoch), tc.batch_size, rank=dist.rank, world=dist.world)
     for b, piece in enumerate(pieces):
         check_stop("training")  # the last finished epoch's checkpoint stays: a new run resumes from it
+        fetch_started = time.perf_counter()
         batch = batches.get(piece.indices)
+        waited += time.perf_counter() - fetch_started
         if tc.modality_dropout > 0:
             batch = drop_modalities(batch, tc.modality_dropout)
         with autocast_for(run.device):
@@ -286,7 +292,7 @@ def run_epoch(
             progress("step", {"seed": job.seed, "epoch": epoch, "batch": b})
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
-    return sums, len(pieces), weights["invariance"]
+    return sums, len(pieces), weights["invariance"], waited
 
 
 def validate_and_checkpoint(

@@ -17,6 +17,7 @@ from misr.errors import MisrError
 from misr.model import InputSpec
 from misr.model.encoders import minilm_dir
 from misr.store import MODALITIES, FeatureStore, SplitData
+from misr.store.stream import SplitStream
 from misr.util.hashing import stable_hash
 
 
@@ -42,8 +43,8 @@ class Dist:
 
 @dataclass
 class Loaded:
-    train: SplitData
-    valid: SplitData
+    train: SplitData | SplitStream  # in memory, or read from the store batch by batch (train.stream)
+    valid: SplitData | SplitStream
     spec: InputSpec
     fingerprint: str  # what the data looks like on disk: a changed store invalidates a resumable checkpoint
 
@@ -104,14 +105,40 @@ def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path) -> InputSp
     return InputSpec(**common, text_kind="bert", bert_dir=str(folder))
 
 
-def load_data(model_cfg: ModelConfig, store_dir: str | Path) -> Loaded:
+# train.stream=auto reads batches from the store when the feature files hold more than this (uncompressed):
+# padded in memory a split takes about as much again, and a MOSEI-size store is ~10 GB.
+AUTO_STREAM_BYTES = 2 * 2**30
+
+
+def load_data(model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memory") -> Loaded:
     spec = resolve_input_spec(model_cfg, store_dir)
     fs = FeatureStore(store_dir)
-    train, valid = fs.load_split("train"), fs.load_split("valid")
+    if stream == "auto":
+        stream = "store" if feature_bytes(fs) > AUTO_STREAM_BYTES else "memory"
+    if stream == "store":
+        train, valid = SplitStream(fs, "train"), SplitStream(fs, "valid")
+    else:
+        train, valid = fs.load_split("train"), fs.load_split("valid")
     files = [(m, p.name, p.stat().st_size) for m in MODALITIES for _, p in fs.part_files(m)]
     clips = fs.clips_path.stat()
     fingerprint = stable_hash({"clips": clips.st_size, "clips_mtime": clips.st_mtime_ns, "files": files})
     return Loaded(train, valid, spec, fingerprint)
+
+
+def feature_bytes(fs: FeatureStore) -> int:
+    """The uncompressed size of every feature part file, from the Parquet footers (nothing is decoded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    total = 0
+    for m in MODALITIES:
+        for _, path in fs.part_files(m):
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (pa.ArrowException, OSError):
+                continue  # reading the split names the file and the problem
+            total += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    return total
 
 
 def run_fingerprint(model_cfg: ModelConfig, train_cfg: TrainConfig, loaded: Loaded, seed: int) -> str:
