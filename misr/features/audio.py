@@ -21,6 +21,7 @@ from misr.features.base import Extractor
 F0_RANGE = (60.0, 500.0)
 VOICED = 0.45  # periodicity above which a frame counts as voiced
 VOICED_FLOOR_DB = 35.0  # ... if its energy is within this many dB of the clip's loudest frame (hum is not speech)
+BLOCK_SECONDS = 30.0  # long signals are done in blocks of this length (bounded memory, identical frames)
 
 
 class LibrosaExtractor(Extractor):
@@ -61,43 +62,75 @@ class LibrosaExtractor(Extractor):
         return {"clip_key": clip.key, "frames": frames, "frame_rate": self.cfg.frame_rate}
 
     def features(self, y: np.ndarray) -> np.ndarray:
-        """[T, D] float32 for a mono signal at the configured sample rate."""
+        """[T, D] float32 for a mono signal at the configured sample rate.
+
+        A long signal is done in blocks of BLOCK_SECONDS with enough context on each side that every kept
+        frame sees exactly the samples it would see in one pass: the same numbers, in bounded memory
+        (one pass over 10 minutes of audio held ~0.5 GB of spectra and YIN frames).
+        """
+        hop, n_fft = self.hop, self.n_fft
+        if y.size < n_fft:
+            y = np.pad(y, (0, n_fft - y.size))
+        total = 1 + y.size // hop  # centred frames
+        block = max(1, int(BLOCK_SECONDS * self.cfg.frame_rate))
+        context = -(-n_fft // hop) + 1  # frames whose windows reach across a block's edge
+        pieces: list[dict[str, np.ndarray]] = []
+        for t0 in range(0, total, block):
+            t1 = min(total, t0 + block)
+            first = max(0, t0 - context)
+            segment = y[first * hop : min(y.size, (t1 + context) * hop)]
+            if t0 == 0 and t1 == total:
+                segment = y
+            raw = self._raw(segment)
+            pieces.append({k: v[:, t0 - first : t1 - first] for k, v in raw.items()})
+        raw = {k: np.concatenate([piece[k] for piece in pieces], axis=1) for k in pieces[0]}
+        cols = []
+        for f in self.cfg.features:
+            if f == "mfcc":
+                import librosa
+
+                log_mel = np.maximum(raw["log_mel"], raw["log_mel"].max() - 80.0)  # librosa.power_to_db's top_db
+                cols.append(librosa.feature.mfcc(S=log_mel, n_mfcc=self.cfg.n_mfcc))
+            elif f == "f0":
+                energy_db = raw["energy_db"][0]
+                voiced = (raw["voicing"][0] >= VOICED) & (energy_db >= energy_db.max() - VOICED_FLOOR_DB)
+                cols.append(np.where(voiced, raw["f0"][0], 0.0)[None])
+            else:
+                cols.append(raw[f])
+        t = min(c.shape[1] for c in cols)
+        return np.nan_to_num(np.concatenate([c[:, :t] for c in cols], axis=0).T.astype(np.float32))
+
+    def _raw(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Each configured feature [d, T] of one stretch of signal (f0 not yet masked by voicing)."""
         import librosa
 
         sr, hop, n_fft = self.cfg.sample_rate, self.hop, self.n_fft
         if y.size < n_fft:
             y = np.pad(y, (0, n_fft - y.size))
         spec = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
-        cols: list[np.ndarray] = []
-        f0 = voicing = None
+        out: dict[str, np.ndarray] = {}
         if "f0" in self.cfg.features or "voicing" in self.cfg.features:
             f0 = librosa.yin(y, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=sr, frame_length=n_fft, hop_length=hop)
-            voicing = periodicity(y, f0, sr, n_fft, hop)
-            energy_db = 10.0 * np.log10(spec.sum(axis=0)[: f0.size] + 1e-12)
-            voiced = (voicing >= VOICED) & (energy_db >= energy_db.max() - VOICED_FLOOR_DB)
+            out["f0"] = f0[None]
+            out["voicing"] = periodicity(y, f0, sr, n_fft, hop)[None]
+            out["energy_db"] = 10.0 * np.log10(spec.sum(axis=0)[None, : f0.size] + 1e-12)
         for f in self.cfg.features:
-            if f == "mfcc":
-                mel = librosa.feature.melspectrogram(S=spec, sr=sr)
-                cols.append(librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=self.cfg.n_mfcc))
-            elif f == "f0":
-                cols.append(np.where(voiced, f0, 0.0)[None])
-            elif f == "voicing":
-                cols.append(voicing[None])
+            if f == "mfcc":  # the log-mel spectrum; its floor (80 dB under the clip's peak) and DCT come after the blocks
+                out["log_mel"] = librosa.power_to_db(librosa.feature.melspectrogram(S=spec, sr=sr), top_db=None)
             elif f == "rms":
                 rms = librosa.feature.rms(S=np.sqrt(spec), frame_length=n_fft, hop_length=hop)
-                cols.append(20.0 * np.log10(rms + 1e-5))
+                out[f] = 20.0 * np.log10(rms + 1e-5)
             elif f == "centroid":
-                cols.append(librosa.feature.spectral_centroid(S=np.sqrt(spec), sr=sr))
+                out[f] = librosa.feature.spectral_centroid(S=np.sqrt(spec), sr=sr)
             elif f == "bandwidth":
-                cols.append(librosa.feature.spectral_bandwidth(S=np.sqrt(spec), sr=sr))
+                out[f] = librosa.feature.spectral_bandwidth(S=np.sqrt(spec), sr=sr)
             elif f == "rolloff":
-                cols.append(librosa.feature.spectral_rolloff(S=np.sqrt(spec), sr=sr))
+                out[f] = librosa.feature.spectral_rolloff(S=np.sqrt(spec), sr=sr)
             elif f == "flatness":
-                cols.append(librosa.feature.spectral_flatness(S=np.sqrt(spec)))
+                out[f] = librosa.feature.spectral_flatness(S=np.sqrt(spec))
             elif f == "zcr":
-                cols.append(librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop))
-        t = min(c.shape[1] for c in cols)
-        return np.nan_to_num(np.concatenate([c[:, :t] for c in cols], axis=0).T.astype(np.float32))
+                out[f] = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)
+        return out
 
 
 def periodicity(y: np.ndarray, f0: np.ndarray, sr: int, n_fft: int, hop: int) -> np.ndarray:

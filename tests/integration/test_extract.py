@@ -444,3 +444,20 @@ def test_a_partial_decode_is_a_warning_and_the_stored_duration_is_the_decoded_on
     assert cut["warnings"].startswith("partial decode: ") and "of the 3.00 s its header declares" in cut["warnings"]
     assert cut["duration"] < 1.5  # the decoded seconds, not the header's 3.0
     assert whole["warnings"] is None and whole["duration"] == pytest.approx(3.0, abs=0.1)
+
+
+def test_long_audio_in_blocks_gives_the_frames_of_one_pass(monkeypatch):
+    """Blocks bound memory on long recordings; every frame must still see exactly its own samples."""
+    import misr.features.audio as audio
+    from misr.data.democorpus import synthesize_speech
+
+    extractor = audio.LibrosaExtractor(params().features)
+    parts = [synthesize_speech(s, 2.0, 16000, np.random.default_rng(i))[0] for i, s in enumerate((-2.0, 0.5, 2.5, -1.0))]
+    signal = np.concatenate([*parts, np.zeros(8000, np.float32)]).astype(np.float32)  # a pause at the end: f0 0 there
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 1000.0)
+    whole = extractor.features(signal)
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 0.7)  # 12 blocks, edges everywhere
+    blocked = extractor.features(signal)
+    assert blocked.shape == whole.shape == (1 + signal.size // extractor.hop, len(extractor.feature_names()))
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-4)
+    assert (whole[:, extractor.feature_names().index("f0_hz")] > 0).mean() > 0.3  # voiced speech was seen
