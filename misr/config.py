@@ -91,11 +91,39 @@ class SplitShape(Section):
     conflict_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of clips where one modality expresses the opposite sentiment")
 
 
+class ShortcutConfig(Section):
+    """`data.synth.scenario: shortcut`: one modality carries the label's sign, except in a latent subgroup."""
+
+    modality: Literal["text", "audio", "visual"] = "visual"
+    strength: float = Field(1.5, gt=0.0, le=3.0, description="the modality expresses strength x sign(label) (0 for neutral clips)")
+    noise: float = Field(0.4, ge=0.0, le=10.0, description="std around that: below the other modalities' noise, so it tempts ERM")
+    flipped: dict[Literal["train", "valid", "valid_ood", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.1, "valid": 0.1, "valid_ood": 0.6, "test": 0.6},
+        description="per split, the share of clips (the latent subgroup) where the modality expresses the opposite sign",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ShortcutConfig:
+        for split in ("train", "valid", "valid_ood", "test"):
+            if not 0.0 <= self.flipped.get(split, -1.0) <= 1.0:
+                raise ValueError(f"flipped.{split} must be given and in [0, 1]")
+        return self
+
+
 class SynthConfig(Section):
     """`misr synth`: a feature-level synthetic MSA data set."""
 
     seed: int = Field(1111, ge=0)
-    n_clips: dict[Literal["train", "valid", "test"], int] = Field(default_factory=lambda: {"train": 600, "valid": 150, "test": 150})
+    n_clips: dict[Literal["train", "valid", "valid_ood", "test"], int] = Field(
+        default_factory=lambda: {"train": 600, "valid": 150, "test": 150},
+        description="clips per split; valid_ood (optional) is drawn like test and is meant for choosing settings",
+    )
+    scenario: Literal["shift", "shortcut"] = Field(
+        "shift",
+        description="shift: the splits differ in label prior and conflict rate (`splits`); "
+        "shortcut: one modality's sign cue flips in a subgroup that grows from train to test (`shortcut`)",
+    )
+    shortcut: ShortcutConfig = Field(default_factory=ShortcutConfig)
     audio_dim: int = Field(5, ge=1, le=4096, description="MOSI-like 5, MOSEI-like 74")
     visual_dim: int = Field(20, ge=1, le=4096, description="MOSI-like 20, MOSEI-like 35")
     audio_frames: tuple[int, int] = Field((20, 60), description="min and max frames per clip")
@@ -119,6 +147,10 @@ class SynthConfig(Section):
         for split in SPLITS:
             if self.n_clips.get(split, 0) < 1:
                 raise ValueError(f"n_clips.{split} must be given and >= 1")
+        if self.scenario == "shortcut" and self.n_clips.get("valid_ood", 0) < 1:
+            raise ValueError("n_clips.valid_ood must be given and >= 1 with scenario shortcut (settings are chosen on it)")
+        if self.n_clips.get("valid_ood", 1) < 1:
+            raise ValueError("n_clips.valid_ood must be >= 1 when given")
         if self.label_step > 0 and abs(3.0 / self.label_step - round(3.0 / self.label_step)) > 1e-6:
             raise ValueError(f"label_step must divide 3 evenly, e.g. 0.1, 0.2, 0.5, 1, or be 0 (got {self.label_step})")
         for m in ("text", "audio", "visual"):

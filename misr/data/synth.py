@@ -9,10 +9,17 @@ The per-modality labels label_T/A/V are the expressed sentiments. Features are t
   visual  sentiment shows in some frames more than others), tanh(s_m), s_m^2, a per-clip speaker
           offset and a nuisance oscillation; A, b, B are fixed per modality (shared by all splits).
 
+Scenario `shortcut` (data.synth.scenario): text and audio express s + noise as above, but one
+modality (shortcut.modality) expresses only strength * sign(s), with little noise, and that sign is
+flipped in a latent subgroup: ~10% of train and valid, ~60% of valid_ood and test (shortcut.flipped).
+A model that leans on the cue is right in training and wrong on test; the label prior is the same in
+every split, so the subgroup is the only shift. valid_ood is drawn like test, for choosing settings.
+
 The oracle is the Bayes-optimal predictor of s given the three expressed sentiments, computed exactly
-under the generating process (prior of the split, noise levels, conflict mixture): its posterior
-median minimises the expected absolute error. Its metrics are the ceiling for a model that only sees
-the features. The metrics of predicting the training mean are the floor.
+under the generating process (prior of the split, noise levels, flip mixture): its posterior median
+minimises the expected absolute error. Its metrics are the ceiling for a model that only sees the
+features. `ceilings` gives, per metric, the predictor optimal for it under the split's own distribution
+(bayes, test-aware) and under the training distribution (erm). Predicting the training mean is the floor.
 """
 
 from __future__ import annotations
@@ -57,10 +64,10 @@ def generate(
     clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
     samples: dict[str, SplitSample] = {}
     maps = {m: _mapping(cfg, m) for m in ("audio", "visual")}
-    for split_index, split in enumerate(SPLITS):
+    for split_index, split in enumerate(synth_splits(cfg)):
         n = cfg.n_clips[split]
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, split_index]))
-        sample = draw_split(cfg, split, n, rng)
+        sample = draw_shortcut_split(cfg, split, n, rng) if cfg.scenario == "shortcut" else draw_split(cfg, split, n, rng)
         samples[split] = sample
         for i in range(n):
             key = clip_key(f"synth_{split}_{i // 10:04d}", f"{i % 10}")
@@ -132,7 +139,7 @@ def draw_split(cfg: Any, split: str, n: int, rng: np.random.Generator) -> SplitS
     `cfg` is any config with `splits`, `neutral_ratio`, `label_step` and `modality_noise` (the synth
     and demo-corpus sections both have them), so both data sets follow one generating process.
     """
-    shape = cfg.splits[split]
+    shape = split_shape(cfg, split)
     neutral = rng.random(n) < cfg.neutral_ratio
     sign = np.where(rng.random(n) < shape.positive_ratio, 1.0, -1.0)
     magnitude = 3.0 * rng.beta(1.0, shape.magnitude_skew, size=n)
@@ -145,6 +152,36 @@ def draw_split(cfg: Any, split: str, n: int, rng: np.random.Generator) -> SplitS
     return SplitSample(labels.astype(np.float64), expressed, conflict)
 
 
+def synth_splits(cfg: SynthConfig) -> tuple[str, ...]:
+    """The splits `misr synth` writes: train, valid, test, and valid_ood when n_clips names it."""
+    return (*SPLITS, "valid_ood") if "valid_ood" in cfg.n_clips else SPLITS
+
+
+def split_shape(cfg: Any, split: str) -> Any:
+    """The label shape a split is drawn with: its own; valid_ood is drawn like test; under the shortcut
+    scenario every split has the training shape, so the subgroup is the only thing that shifts."""
+    if getattr(cfg, "scenario", "shift") == "shortcut":
+        return cfg.splits["train"]
+    return cfg.splits["test" if split == "valid_ood" else split]
+
+
+def draw_shortcut_split(cfg: SynthConfig, split: str, n: int, rng: np.random.Generator) -> SplitSample:
+    """The shortcut scenario: text and audio express s + noise; the shortcut modality expresses
+    strength * sign(s) + noise, with the sign flipped in a latent subgroup (`shortcut.flipped[split]`)."""
+    sc = cfg.shortcut
+    k = MODALITIES.index(sc.modality)
+    shape = split_shape(cfg, split)
+    neutral = rng.random(n) < cfg.neutral_ratio
+    sign = np.where(rng.random(n) < shape.positive_ratio, 1.0, -1.0)
+    magnitude = 3.0 * rng.beta(1.0, shape.magnitude_skew, size=n)
+    labels = np.where(neutral, 0.0, _round(sign * magnitude, cfg.label_step))
+    noise = np.array([cfg.modality_noise[m] for m in MODALITIES])
+    expressed = labels[:, None] + noise[None, :] * rng.standard_normal((n, 3))
+    flipped = rng.random(n) < sc.flipped[split]
+    expressed[:, k] = np.where(flipped, -1.0, 1.0) * sc.strength * np.sign(labels) + sc.noise * rng.standard_normal(n)
+    return SplitSample(labels.astype(np.float64), expressed, np.where(flipped, k, -1))
+
+
 def _round(x: Any, step: float) -> Any:
     return np.round(np.asarray(x) / step) * step if step > 0 else x
 
@@ -155,7 +192,7 @@ def _annotation(label: float) -> str:
 
 def label_prior(cfg: SynthConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Support and probabilities of a split's labels, exactly as `draw_split` draws them."""
-    shape = cfg.splits[split]
+    shape = split_shape(cfg, split)
     b = shape.magnitude_skew
 
     def beta_cdf(x: np.ndarray) -> np.ndarray:  # Beta(1, b) on [0, 1]
@@ -182,50 +219,82 @@ def label_prior(cfg: SynthConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     return values, merged / merged.sum()
 
 
-def posterior_median(cfg: SynthConfig, split: str, expressed: np.ndarray) -> np.ndarray:
-    """The Bayes predictor under L1: the posterior median of s given the three expressed sentiments."""
+def posterior(cfg: SynthConfig, split: str, expressed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The label support and, per clip, the exact posterior of s given the three expressed sentiments [N, K]
+    under the split's generating process (its label prior, each modality's noise, its flip mixture)."""
     support, prior = label_prior(cfg, split)
-    sigma = np.array([cfg.modality_noise[m] for m in MODALITIES])
-    sigma = np.maximum(sigma, 1e-3)
-    rate = cfg.splits[split].conflict_rate
-    x = expressed[:, None, :]  # [N, 1, 3]
     s = support[None, :, None]  # [1, K, 1]
-    log_same = -0.5 * ((x - s) / sigma) ** 2  # [N, K, 3]
-    log_flip = -0.5 * ((x + s) / sigma) ** 2
+    mean = np.repeat(s, 3, axis=2)  # what each modality expresses given s, before noise
+    sigma = np.array([cfg.modality_noise[m] for m in MODALITIES], dtype=np.float64)
+    if cfg.scenario == "shortcut":
+        k = MODALITIES.index(cfg.shortcut.modality)
+        mean[..., k] = cfg.shortcut.strength * np.sign(s[..., 0])
+        sigma[k] = cfg.shortcut.noise
+        flips = {k: cfg.shortcut.flipped[split]}
+    else:
+        rate = split_shape(cfg, split).conflict_rate
+        flips = {m: rate / 3 for m in range(3)} if rate > 0 else {}
+    sigma = np.maximum(sigma, 1e-3)
+    x = expressed[:, None, :]  # [N, 1, 3]
+    log_same = -0.5 * ((x - mean) / sigma) ** 2  # [N, K, 3]
+    log_flip = -0.5 * ((x + mean) / sigma) ** 2
     total_same = log_same.sum(-1)  # [N, K]
-    # conflict: modality m flipped, the others agree; mixture over m with weight rate / 3
-    terms = [np.log1p(-rate) + total_same if rate < 1 else np.full_like(total_same, -np.inf)]
-    if rate > 0:
-        for m in range(3):
-            terms.append(np.log(rate / 3) + total_same - log_same[..., m] + log_flip[..., m])
-    log_lik = np.logaddexp.reduce(np.stack(terms), axis=0)
-    log_post = log_lik + np.log(np.maximum(prior, 1e-300))[None, :]
+    # at most one modality is flipped: a mixture over "none" and each flip event
+    none = 1.0 - sum(flips.values())
+    terms = [np.log(none) + total_same] if none > 0 else []
+    for m, rate in flips.items():
+        if rate > 0:
+            terms.append(np.log(rate) + total_same - log_same[..., m] + log_flip[..., m])
+    log_post = np.logaddexp.reduce(np.stack(terms), axis=0) + np.log(np.maximum(prior, 1e-300))[None, :]
     log_post -= log_post.max(axis=1, keepdims=True)
     post = np.exp(log_post)
-    post /= post.sum(axis=1, keepdims=True)
-    cdf = np.cumsum(post, axis=1)
-    return support[np.argmax(cdf >= 0.5, axis=1)]
+    return support, post / post.sum(axis=1, keepdims=True)
+
+
+def posterior_median(cfg: SynthConfig, split: str, expressed: np.ndarray) -> np.ndarray:
+    """The Bayes predictor under L1 (MAE): the posterior median of s."""
+    support, post = posterior(cfg, split, expressed)
+    return support[np.argmax(np.cumsum(post, axis=1) >= 0.5, axis=1)]
+
+
+def posterior_mean(cfg: SynthConfig, split: str, expressed: np.ndarray) -> np.ndarray:
+    """The Bayes predictor under squared error (and the natural one for Corr): the posterior mean of s."""
+    support, post = posterior(cfg, split, expressed)
+    return post @ support
+
+
+def posterior_sign(cfg: SynthConfig, split: str, expressed: np.ndarray, nonzero: bool) -> np.ndarray:
+    """The Bayes predictor of the binary class: +1 when P(s >= 0) > 1/2 (Has0), or P(s > 0) > P(s < 0) (Non0)."""
+    support, post = posterior(cfg, split, expressed)
+    positive = post[:, support > 0].sum(axis=1) + (0 if nonzero else post[:, support == 0].sum(axis=1))
+    negative = post[:, support < 0].sum(axis=1)
+    return np.where(positive > negative, 1.0, -1.0)
 
 
 def compute_oracle(cfg: SynthConfig, samples: dict[str, SplitSample]) -> dict[str, Any]:
     train_mean = float(samples["train"].labels.mean())
     out: dict[str, Any] = {
         "description": (
-            "ceiling: Bayes-optimal predictor (posterior median) from each modality's expressed sentiment; "
-            "floor: predicting the training mean"
+            "oracle: the Bayes-optimal predictor (posterior median) from each modality's expressed sentiment, under each "
+            "split's own distribution; ceilings: per metric, the Bayes predictor optimal for that metric under the split's "
+            "own distribution (bayes: a test-aware ceiling) and under the training distribution (erm: the best a model "
+            "fitted to training data can do); floor: predicting the training mean"
         ),
+        "scenario": cfg.scenario,
         "train_mean": train_mean,
         "oracle": {},
         "train_mean_baseline": {},
         "label_stats": {},
     }
-    for split in ("valid", "test"):
+    out["ceilings"] = {}
+    for split in [s for s in samples if s != "train"]:
         sample = samples[split]
         pred = posterior_median(cfg, split, sample.expressed)
         out["oracle"][split] = msa_metrics(pred, sample.labels, "mosi")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Corr of a constant prediction is 0 by definition
             out["train_mean_baseline"][split] = msa_metrics(np.full_like(sample.labels, train_mean), sample.labels, "mosi")
+        out["ceilings"][split] = ceilings(cfg, split, sample)
     for split, sample in samples.items():
         out["label_stats"][split] = {
             "n": int(sample.labels.size),
@@ -235,6 +304,28 @@ def compute_oracle(cfg: SynthConfig, samples: dict[str, SplitSample]) -> dict[st
             "conflict": float(np.mean(sample.conflict >= 0)),
             "mean": float(sample.labels.mean()),
         }
+    return out
+
+
+# metric -> (the Bayes predictor optimal for it, its description)
+CEILING_PREDICTORS = {
+    "MAE": (posterior_median, "posterior median (optimal for absolute error)"),
+    "Corr": (posterior_mean, "posterior mean (optimal for squared error; the usual choice for Corr, which has no closed form)"),
+    "Has0_acc_2": (lambda c, s, x: posterior_sign(c, s, x, nonzero=False), "sign by P(s >= 0) > 1/2 (optimal for Has0_acc_2)"),
+    "Non0_acc_2": (lambda c, s, x: posterior_sign(c, s, x, nonzero=True), "sign by P(s > 0) > P(s < 0) (optimal for Non0_acc_2)"),
+}
+
+
+def ceilings(cfg: SynthConfig, split: str, sample: SplitSample) -> dict[str, dict[str, Any]]:
+    """Per metric: its optimal predictor under the split's own distribution (bayes) and under training's (erm)."""
+    out = {}
+    for metric, (predictor, description) in CEILING_PREDICTORS.items():
+        row: dict[str, Any] = {"predictor": description}
+        for name, distribution in (("bayes", split), ("erm", "train")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row[name] = msa_metrics(predictor(cfg, distribution, sample.expressed), sample.labels, "mosi")[metric]
+        out[metric] = row
     return out
 
 

@@ -32,6 +32,9 @@ UNIMODAL_LABELS = {"text": "label_T", "audio": "label_A", "visual": "label_V"}
 
 KEY_SEPARATOR = "$_$"  # MMSA's clip id format: "<video_id>$_$<clip_id>"
 SPLITS = ("train", "valid", "test")
+# every split a store may hold: valid_ood is an out-of-distribution validation split for choosing settings
+# (drawn like test where a benchmark has one, e.g. `misr synth` with scenario shortcut); it is never reported
+STORE_SPLITS = (*SPLITS, "valid_ood")
 PART_RE = re.compile(r"^part-(\d{6})(?:-[A-Za-z0-9_.-]+)?\.parquet$")
 
 

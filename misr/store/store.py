@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from misr.errors import StoreError
 from misr.store import read, write
-from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, SPLITS, ExtractorInfo, SplitData, decode_metadata
+from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData, decode_metadata
 from misr.util import atomic
 
 STALE_TMP_SECONDS = 3600
@@ -68,8 +68,8 @@ class FeatureStore:
         """Insert or replace clip rows (by clip_key) in clips.parquet; `replace` drops every other row."""
         new = write.table_from_records(records, CLIPS_SCHEMA, required=("clip_key", "split", "label"))
         for split in set(new.column("split").to_pylist()):
-            if split not in SPLITS:
-                raise StoreError(f"clip split must be train, valid or test (got {split!r})")
+            if split not in STORE_SPLITS:
+                raise StoreError(f"clip split must be one of {', '.join(STORE_SPLITS)} (got {split!r})")
         table = new if replace else write.upsert(self._read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
         return write.write_table(self.clips_path, table)
 

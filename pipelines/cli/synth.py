@@ -42,8 +42,10 @@ def synth_command(
     """Write a synthetic MSA data set (features, labels, splits) straight into a feature store.
 
     Every option defaults to `data.synth` in params.yaml. The test split can be shifted from train
-    (other imbalance and conflict rate). Also writes oracle.json: the metrics of the Bayes-optimal
-    predictor from each modality's expressed sentiment (the ceiling) and of the training mean (the floor).
+    (other imbalance and conflict rate), or, with -S data.synth.scenario=shortcut, hold a subgroup where one
+    modality's sign cue flips (plus a valid_ood split drawn like test). Also writes oracle.json: the metrics of the
+    Bayes-optimal predictor from each modality's expressed sentiment (the ceiling), per metric under the split's own
+    and under training's distribution, and of the training mean (the floor).
     """
     from misr.stages import synth
 
@@ -85,3 +87,15 @@ def synth_command(
         for split, m in block.items()
     ]
     out.print(table("ceiling (oracle) vs floor (train mean)", ("predictor", "split", *keys), rows))
+    rows = [
+        [metric, split, f"{c['bayes']:.3f}", f"{c['erm']:.3f}", c["predictor"]]
+        for split, per_metric in oracle["ceilings"].items()
+        for metric, c in per_metric.items()
+    ]
+    out.print(
+        table(
+            "ceilings per metric: test-aware Bayes vs ERM (Bayes under training's distribution)",
+            ("metric", "split", "bayes", "erm", "predictor"),
+            rows,
+        )
+    )

@@ -246,7 +246,7 @@ def test_bad_writes_are_refused(tmp_path):
         fs.write_modality("audio", [{"clip_key": "a", "frames": np.ones((2, 2))}], AUDIO)
     with pytest.raises(StoreError, match="unknown modality 'smell'"):
         fs.write_modality("smell", [{"clip_key": "a", "frames": np.ones((2, 2))}], AUDIO)
-    with pytest.raises(StoreError, match="split must be train, valid or test"):
+    with pytest.raises(StoreError, match="split must be one of train, valid, test, valid_ood"):
         fs.write_clips([{"clip_key": "a", "split": "dev", "label": 0.0}])
     assert not any(p.name.endswith(".parquet") for p in tmp_path.rglob("*"))
 

@@ -148,3 +148,69 @@ def test_refuses_to_overwrite_without_force(tmp_path, small_synth):
     with pytest.raises(MisrError, match="is not empty and is not a feature store"):
         generate(small_synth, tmp_path / "other", force=True)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+# ----------------------------------------------------------------------------- the shortcut scenario
+
+SHORTCUT = ["data.synth.scenario=shortcut", "data.synth.n_clips={train: 60, valid: 20, valid_ood: 30, test: 40}"]
+
+
+def shortcut_cfg(*extra):
+    from tests.helpers import params
+
+    return params(*SHORTCUT, *extra).data.synth
+
+
+def agreement(sample, modality):
+    nonzero = sample.labels != 0
+    return float((np.sign(sample.expressed[nonzero, modality]) == np.sign(sample.labels[nonzero])).mean())
+
+
+def test_the_shortcut_cue_flips_in_a_subgroup_that_grows_from_train_to_test_and_nothing_else_shifts():
+    from misr.data.synth import draw_shortcut_split
+
+    cfg = shortcut_cfg()
+    rng = np.random.default_rng(0)
+    train, test = (draw_shortcut_split(cfg, s, 40000, rng) for s in ("train", "test"))
+    assert agreement(train, 2) == pytest.approx(0.9, abs=0.01)  # visual: right in 90% of training clips
+    assert agreement(test, 2) == pytest.approx(0.4, abs=0.01)  # ... and wrong in 60% of test clips
+    for m in (0, 1):  # text and audio agree as often in both
+        assert agreement(train, m) == pytest.approx(agreement(test, m), abs=0.01)
+    assert np.mean(train.labels) == pytest.approx(np.mean(test.labels), abs=0.03)  # one label prior
+    assert (train.conflict[train.conflict >= 0] == 2).all()
+
+
+def test_the_erm_ceiling_falls_short_of_the_test_aware_one_only_where_the_subgroup_grew():
+    from misr.data.synth import ceilings, draw_shortcut_split, posterior_median
+
+    cfg = shortcut_cfg()
+    rng = np.random.default_rng(1)
+    valid, test = draw_shortcut_split(cfg, "valid", 20000, rng), draw_shortcut_split(cfg, "test", 20000, rng)
+    on_valid, on_test = ceilings(cfg, "valid", valid), ceilings(cfg, "test", test)
+    assert on_valid["MAE"]["bayes"] == on_valid["MAE"]["erm"]  # valid is drawn like train
+    assert on_test["MAE"]["erm"] > on_test["MAE"]["bayes"] + 0.02
+    assert on_test["Non0_acc_2"]["erm"] < on_test["Non0_acc_2"]["bayes"] - 0.03
+    # the ceiling is a minimum: a predictor that ignores the cue (the test-aware one knows it flips) is no better
+    text_audio = np.clip(test.expressed[:, :2].mean(axis=1), -3, 3)
+    assert np.mean(np.abs(text_audio - test.labels)) > on_test["MAE"]["bayes"]
+    assert on_test["MAE"]["bayes"] == pytest.approx(np.mean(np.abs(posterior_median(cfg, "test", test.expressed) - test.labels)))
+
+
+def test_a_shortcut_store_holds_valid_ood_drawn_like_test_and_ceilings_per_metric(tmp_path):
+    cfg = shortcut_cfg()
+    oracle = generate(cfg, tmp_path / "s")
+    assert FeatureStore(tmp_path / "s").splits() == {"train": 60, "valid": 20, "valid_ood": 30, "test": 40}
+    assert FeatureStore(tmp_path / "s").load_split("valid_ood").labels.shape == (30,)
+    assert set(oracle["ceilings"]) == {"valid", "valid_ood", "test"}
+    assert oracle["ceilings"]["test"]["MAE"]["predictor"].startswith("posterior median")
+    assert oracle["scenario"] == "shortcut" and json.loads((tmp_path / "s" / "oracle.json").read_text())["ceilings"]
+
+
+def test_scenario_shortcut_without_a_valid_ood_split_is_a_clear_error():
+    from misr.errors import ConfigError
+    from tests.helpers import params
+
+    with pytest.raises(ConfigError, match="n_clips.valid_ood must be given"):
+        params("data.synth.scenario=shortcut")
+    with pytest.raises(ConfigError, match="data.synth.shortcut: flipped.valid must be given"):
+        params(*SHORTCUT, "data.synth.shortcut.flipped={train: 0.1}")
