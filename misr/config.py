@@ -290,6 +290,11 @@ class ModelConfig(Section):
         4096, ge=16, le=65536, description="a longer audio or visual sequence is uniformly subsampled to this many frames (per clip)"
     )
     dropout: float = Field(0.1, ge=0, lt=1)
+    fusion: Literal["softmax", "poe"] = Field(
+        "softmax",
+        description="softmax: z = sum_m softmax_m(1/sigma_m) z_m per dimension; poe: a product of the Gaussian experts "
+        "(precision-weighted mean and variance, one draw). Either way a missing modality gets weight 0",
+    )
     environments: Literal["z_plus_unimodal", "unimodal"] = Field(
         "z_plus_unimodal", description="{z, z+h_t, z+h_a, z+h_v} or {z, h_t, h_a, h_v}"
     )

@@ -2,8 +2,10 @@
 
 "Stable": each modality Gaussian is pulled towards N(0, I) (KL to the prior).
 "Consistent": the modality Gaussians are pulled towards each other (pairwise KL).
-Fusion: z = sum_m w_m * z_m with w_m = softmax over modalities of 1/sigma_m (per latent dimension),
-so the modality that is most certain about a dimension decides it.
+Fusion (model.fusion): softmax: z = sum_m w_m * z_m with w_m = softmax over modalities of 1/sigma_m
+(per latent dimension); poe: the product of the Gaussians, whose mean weighs each modality by its
+precision 1/sigma_m^2, so a confident modality can take a dimension over entirely and a missing one
+has weight 0.
 """
 
 from __future__ import annotations
@@ -54,9 +56,34 @@ def pairwise_kl(gaussians: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torc
     return torch.stack(terms).mean()
 
 
-def precision_fusion(samples: dict[str, torch.Tensor], logvars: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """z = sum_m softmax_m(1/sigma_m) * z_m per dimension; returns z [B, k] and the weights [M, B, k]."""
+def precision_fusion(
+    samples: dict[str, torch.Tensor], logvars: dict[str, torch.Tensor], present: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z = sum_m softmax_m(1/sigma_m) * z_m per dimension; returns z [B, k] and the weights [M, B, k].
+
+    `present` [M, B] (bool) marks the modalities each clip has; an absent one gets weight exactly 0.
+    """
     inv_sigma = torch.stack([torch.exp(-0.5 * logvars[m]) for m in samples])
+    if present is not None:
+        inv_sigma = inv_sigma.masked_fill(~present[:, :, None], float("-inf"))
     weights = torch.softmax(inv_sigma, dim=0)
     z = (weights * torch.stack([samples[m] for m in samples])).sum(0)
     return z, weights
+
+
+def product_of_experts(
+    gaussians: dict[str, tuple[torch.Tensor, torch.Tensor]], present: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The product of the modalities' Gaussians: precision = sum of precisions, mean = precision-weighted mean.
+
+    The product-of-experts posterior of Wu & Goodman (MVAE, NeurIPS 2018), without their prior expert
+    (a clip always keeps one modality). Returns mu [B, k], logvar [B, k] and the weights [M, B, k]
+    (each expert's share of the precision per dimension; exactly 0 for an absent modality).
+    """
+    mus = torch.stack([mu for mu, _ in gaussians.values()])
+    precision = torch.stack([torch.exp(-lv) for _, lv in gaussians.values()])
+    if present is not None:
+        precision = precision * present[:, :, None].to(precision.dtype)
+    total = precision.sum(0)
+    weights = precision / total
+    return (weights * mus).sum(0), -torch.log(total), weights

@@ -2,7 +2,7 @@
 
     x_t, x_a, x_v --encoders--> h_t, h_a, h_v                           (d_model each)
     h_m --Gaussian head--> N(mu_m, sigma_m^2) --reparameterise--> z_m   (latent_dim)
-    z = precision-weighted fusion of z_t, z_a, z_v
+    z = precision-weighted fusion of z_t, z_a, z_v (model.fusion: softmax of 1/sigma, or product of experts)
     u_m = W_m h_m                                                        (unimodal, latent_dim)
     environments: {z, z+u_t, z+u_a, z+u_v}  or  {z, u_t, u_a, u_v}  or  K draws of z (ablation)
     each environment --shared invariant encoder--> --shared regressor--> y_hat_e
@@ -68,6 +68,16 @@ def encode(encoders: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str,
     }
 
 
+def presence(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """[M, B] bool: which modalities each clip has (`zero_modality` marks the removed ones); None when all."""
+    marks = [batch.get(f"{m}_present") for m in MODALITIES]
+    if all(mark is None for mark in marks):
+        return None
+    n = batch["y"].shape[0] if "y" in batch else next(mark for mark in marks if mark is not None).shape[0]
+    device = next(mark for mark in marks if mark is not None).device
+    return torch.stack([torch.ones(n, dtype=torch.bool, device=device) if mark is None else mark for mark in marks])
+
+
 class MISR(nn.Module):
     def __init__(self, cfg: ModelConfig, spec: InputSpec):
         super().__init__()
@@ -84,22 +94,26 @@ class MISR(nn.Module):
         h = encode(self.encoders, batch)
         sample = self.training
         gauss = {m: self.heads[m](h[m]) for m in MODALITIES}
-        z_m = {m: gaussian.reparameterize(mu, lv, sample) for m, (mu, lv) in gauss.items()}
-        z, weights = gaussian.precision_fusion(z_m, {m: lv for m, (_, lv) in gauss.items()})
-        envs = self.environments(z, h, gauss, sample)
+        present = presence(batch)
+        z, weights = self.fuse(gauss, present, sample)
+        envs = self.environments(z, h, gauss, present, sample)
         preds = self.regressor(self.invariant(envs)).squeeze(-1)  # [E, B]
         return {"pred": preds[0], "env_preds": preds, "gaussians": gauss, "fusion_weights": weights}
 
-    def environments(self, z, h, gauss, sample: bool) -> torch.Tensor:
+    def fuse(self, gauss, present: torch.Tensor | None, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint representation z [B, latent_dim] (a draw while training) and the fusion weights [M, B, latent_dim]."""
+        if self.cfg.fusion == "poe":
+            mu, logvar, weights = gaussian.product_of_experts(gauss, present)
+            return gaussian.reparameterize(mu, logvar, sample), weights
+        z_m = {m: gaussian.reparameterize(mu, lv, sample) for m, (mu, lv) in gauss.items()}
+        return gaussian.precision_fusion(z_m, {m: lv for m, (_, lv) in gauss.items()}, present)
+
+    def environments(self, z, h, gauss, present, sample: bool) -> torch.Tensor:
         """[E, B, latent_dim]; environment 0 is always the joint representation z."""
         if self.cfg.name == "misr_z_env":
             if not sample:
                 return z[None]
-            draws = [z]
-            for _ in range(self.cfg.z_env_samples - 1):
-                z_m = {m: gaussian.reparameterize(mu, lv, True) for m, (mu, lv) in gauss.items()}
-                draws.append(gaussian.precision_fusion(z_m, {m: lv for m, (_, lv) in gauss.items()})[0])
-            return torch.stack(draws)
+            return torch.stack([z] + [self.fuse(gauss, present, True)[0] for _ in range(self.cfg.z_env_samples - 1)])
         u = [self.unimodal[m](h[m]) for m in MODALITIES]
         if self.cfg.environments == "z_plus_unimodal":
             return torch.stack([z] + [z + u_m for u_m in u])

@@ -116,10 +116,16 @@ def zero_modality(batch: dict[str, torch.Tensor], modality: str, rows: torch.Ten
     """The batch with one modality's content removed (all rows, or where `rows` is True).
 
     Frames become zeros and tokens become padding; lengths and masks stay, so the model sees a clip
-    of the usual shape with nothing in it. Used for modality dropout, robustness checks and prediction
-    with a modality missing, so all three remove a modality the same way.
+    of the usual shape with nothing in it, and `<modality>_present` marks the clips that lost it, so the
+    fusion gives it weight exactly 0. Used for modality dropout, robustness checks and prediction with a
+    modality missing, so all three remove a modality the same way.
     """
     out = dict(batch)
+    n = batch["y"].shape[0] if "y" in batch else batch[f"{modality}_lengths" if modality != "text" else "text_mask"].shape[0]
+    device = (batch.get("y") if "y" in batch else batch["text_mask"]).device
+    kept = torch.zeros(n, dtype=torch.bool, device=device) if rows is None else ~rows
+    previous = out.get(f"{modality}_present")
+    out[f"{modality}_present"] = kept if previous is None else previous & kept  # the fusion gives it weight 0
     keys = ("text_ids", "text_hidden") if modality == "text" else (modality,)
     for key in keys:
         if key not in out:

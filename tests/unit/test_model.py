@@ -133,6 +133,37 @@ def test_precision_fusion_weights():
 # ---------------------------------------------------------------------------------- invariance
 
 
+def test_product_of_experts_hand_values_and_an_absent_expert_weighs_exactly_zero():
+    mu_a, mu_b = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 2.0]])
+    lv_a, lv_b = torch.zeros(1, 2), torch.full((1, 2), math.log(1 / 3))  # variances 1 and 1/3: precisions 1 and 3
+    mu, logvar, weights = gaussian.product_of_experts({"a": (mu_a, lv_a), "b": (mu_b, lv_b)})
+    assert torch.allclose(mu, torch.tensor([[2.5, 1.0]]))  # (1 * mu_a + 3 * mu_b) / 4
+    assert torch.allclose(logvar, torch.full((1, 2), -math.log(4.0)))
+    assert torch.allclose(weights[:, 0, 0], torch.tensor([0.25, 0.75]))
+    mu, logvar, weights = gaussian.product_of_experts({"a": (mu_a, lv_a), "b": (mu_b, lv_b)}, torch.tensor([[True], [False]]))
+    assert torch.equal(weights[1], torch.zeros(1, 2)) and torch.equal(mu, mu_a) and torch.allclose(logvar, lv_a)
+    z, w = gaussian.precision_fusion({"a": mu_a, "b": mu_b}, {"a": lv_a, "b": lv_b}, torch.tensor([[False], [True]]))
+    assert torch.equal(w[0], torch.zeros(1, 2)) and torch.equal(z, mu_b)
+
+
+@pytest.mark.parametrize("fusion", ["poe", "softmax"])
+def test_a_removed_modality_has_weight_zero_and_no_say_in_the_prediction(fusion):
+    from misr.training.batches import zero_modality
+
+    torch.manual_seed(0)
+    model = MISR(model_cfg(f"model.fusion={fusion}"), SPEC).eval()
+    rows = torch.tensor([False, True, False, True])
+    removed = zero_modality(batch(), "visual", rows)
+    out = model(removed)
+    assert torch.equal(out["fusion_weights"][2, rows], torch.zeros(2, 8))
+    assert (out["fusion_weights"][2, ~rows] > 0).all()
+    # the joint representation of those clips ignores whatever sits in the removed modality's place
+    other = dict(removed, visual=torch.randn_like(removed["visual"]) * 5)
+    again = model(other)
+    assert torch.allclose(again["pred"][rows], out["pred"][rows], atol=1e-6)
+    assert not torch.allclose(again["pred"][~rows], out["pred"][~rows], atol=1e-4)
+
+
 def test_vrex_zero_for_equal_risks_positive_otherwise():
     assert invariance.vrex_penalty(torch.tensor([0.7, 0.7, 0.7])).item() == 0.0
     # population variance of [1, 2, 3, 6] = mean([-2, -1, 0, 3]^2) = 14 / 4
@@ -189,11 +220,11 @@ def test_environment_schemes():
     model = MISR(cfg, SPEC)
     z = torch.randn(4, 8)
     h = {m: torch.randn(4, 16) for m in ("text", "audio", "visual")}
-    envs = model.environments(z, h, None, sample=True)
+    envs = model.environments(z, h, None, None, sample=True)
     assert envs.shape == (4, 4, 8) and torch.equal(envs[0], z)
     assert torch.allclose(envs[2], model.unimodal["audio"](h["audio"]))
     model_plus = MISR(model_cfg(), SPEC)
-    envs = model_plus.environments(z, h, None, sample=True)
+    envs = model_plus.environments(z, h, None, None, sample=True)
     assert torch.allclose(envs[1], z + model_plus.unimodal["text"](h["text"]))
 
     z_only = MISR(model_cfg("model.name=misr_z_env", "model.z_env_samples=3"), SPEC)
