@@ -27,6 +27,15 @@ print("%.1f ms/step over %d steps on %s, best valid MAE %.3f" % (r["step_ms"], r
 
 "$PY" -m pipelines.cli train "$work/store" --out "$work/gpu" --no-flow "${common[@]}" -S "train.device=$GPU" > /dev/null
 echo "single process, $GPU (bf16 autocast on cuda): $(step_ms "$work/gpu")"
+# checkpoint selection and evaluation agree: the best validation MAE of training is the one evaluate reports
+"$PY" -m pipelines.cli evaluate "$work/store" --model "$work/gpu" --out "$work/gpu-eval" "${common[@]}" > /dev/null
+"$PY" - "$work" <<'PYEOF'
+import json, sys
+trained = json.load(open(f"{sys.argv[1]}/gpu/summary.json"))["seeds"]["1111"]["best_valid_mae"]
+evaluated = json.load(open(f"{sys.argv[1]}/gpu-eval/metrics_per_seed.json"))["valid"]["1111"]["MAE"]
+print(f"best valid MAE in training {trained:.6f}, in misr evaluate (fp32, CPU) {evaluated:.6f}")
+assert abs(trained - evaluated) <= 1e-5, "checkpoint selection on the GPU disagrees with misr evaluate"
+PYEOF
 
 "$PY" -m torch.distributed.run --nproc_per_node=1 --master_port=29561 -m pipelines.cli train "$work/store" --out "$work/ddp" "${common[@]}" -S "train.device=$GPU" > /dev/null
 echo "torchrun DDP, 1 process, $GPU:             $(step_ms "$work/ddp")"

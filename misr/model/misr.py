@@ -68,6 +68,12 @@ def encode(encoders: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str,
     }
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off on the tensor's device: what follows runs in fp32. bf16 has 8 bits of mantissa: log-variances,
+    KL terms and predictions in bf16 moved checkpoint selection by up to 1/64 of a label unit."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
 def presence(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """[M, B] bool: which modalities each clip has (`zero_modality` marks the removed ones); None when all."""
     marks = [batch.get(f"{m}_present") for m in MODALITIES]
@@ -91,13 +97,15 @@ class MISR(nn.Module):
         self.regressor = nn.Linear(d, 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        h = encode(self.encoders, batch)
+        h = encode(self.encoders, batch)  # under CUDA autocast the encoders run in bf16
         sample = self.training
-        gauss = {m: self.heads[m](h[m]) for m in MODALITIES}
-        present = presence(batch)
-        z, weights = self.fuse(gauss, present, sample)
-        envs = self.environments(z, h, gauss, present, sample)
-        preds = self.regressor(self.invariant(envs)).squeeze(-1)  # [E, B]
+        with full_precision(h["text"]):  # Gaussian parameters, fusion, KL inputs and heads in fp32
+            h = {m: v.float() for m, v in h.items()}
+            gauss = {m: self.heads[m](h[m]) for m in MODALITIES}
+            present = presence(batch)
+            z, weights = self.fuse(gauss, present, sample)
+            envs = self.environments(z, h, gauss, present, sample)
+            preds = self.regressor(self.invariant(envs)).squeeze(-1)  # [E, B]
         return {"pred": preds[0], "env_preds": preds, "gaussians": gauss, "fusion_weights": weights}
 
     def fuse(self, gauss, present: torch.Tensor | None, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +140,8 @@ class LateFusion(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         h = encode(self.encoders, batch)
-        pred = self.mlp(torch.cat([h[m] for m in MODALITIES], dim=-1)).squeeze(-1)
+        with full_precision(h["text"]):
+            pred = self.mlp(torch.cat([h[m].float() for m in MODALITIES], dim=-1)).squeeze(-1)
         return {"pred": pred, "env_preds": pred[None]}
 
 

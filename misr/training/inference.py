@@ -20,12 +20,13 @@ def autocast_for(device: torch.device):
 
 @torch.no_grad()
 def predict(model: nn.Module, batches: Batches, batch_size: int) -> np.ndarray:
+    """Predictions in fp32 on every device (no autocast): the validation MAE that selects a checkpoint during
+    training is then the one `misr evaluate` reports for it."""
     model.eval()
     order = torch.arange(len(batches))
     preds = []
     for start in range(0, len(batches), batch_size):
-        with autocast_for(batches.device):
-            out = model(batches.get(order[start : start + batch_size]))
+        out = model(batches.get(order[start : start + batch_size]))
         preds.append(out["pred"].float().cpu())
     return torch.cat(preds).numpy()
 
