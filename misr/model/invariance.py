@@ -7,6 +7,11 @@ Each environment e gives predictions and a risk R_e = mean |y_hat_e - y|.
         with the L1 risk the gradient is mean(sign(residual) * y_hat), non-smooth, and its square
         drove the model towards constant predictions in our runs (benchmarks/quality.py).
   V-REx (Krueger et al., 2021): the variance of the environment risks; zero when they are equal.
+
+Both are nonlinear in the batch, so under DDP they are built from the whole global batch: each rank's
+per-environment sums and its clip count are summed over ranks (a differentiable all-reduce) before the
+risks, their variance or the squared gradients are formed. Every rank then holds the penalty of the
+global batch, as one process would.
 """
 
 from __future__ import annotations
@@ -14,9 +19,27 @@ from __future__ import annotations
 import torch
 
 
+def global_sum(t: torch.Tensor) -> torch.Tensor:
+    """`t` summed over the ranks of a DDP job, with gradients flowing back to every rank; `t` when alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(t)
+    return t
+
+
 def environment_risks(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """preds [E, B], y [B] -> L1 risk per environment [E]."""
+    """preds [E, B], y [B] -> L1 risk per environment [E] over this process's clips."""
     return (preds - y[None, :]).abs().mean(dim=1)
+
+
+def global_environment_risks(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L1 risk per environment [E] over the global batch (every rank's clips)."""
+    sums = global_sum((preds - y[None, :]).abs().sum(dim=1))
+    count = global_sum(preds.new_tensor(float(y.shape[0])))
+    return sums / count
 
 
 def vrex_penalty(risks: torch.Tensor) -> torch.Tensor:
@@ -27,21 +50,18 @@ def vrex_penalty(risks: torch.Tensor) -> torch.Tensor:
 def irmv1_penalty(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Sum over environments of the squared gradient of the squared-error risk w.r.t. a dummy scale at 1.
 
-    At w = 1 the gradient is mean(2 * (y_hat - y) * y_hat): zero when the residuals are orthogonal to the
-    predictions, i.e. when no rescaling of this environment's predictions would lower its risk.
+    At w = 1 the gradient is mean(2 * (y_hat - y) * y_hat), over the global batch: zero when the
+    residuals are orthogonal to the predictions, i.e. when no rescaling of this environment's
+    predictions would lower its risk.
     """
-    scale = torch.ones((), device=preds.device, dtype=preds.dtype, requires_grad=True)
-    risks = ((preds * scale - y[None, :]) ** 2).mean(dim=1)
-    total = preds.new_zeros(())
-    for r in risks:
-        (grad,) = torch.autograd.grad(r, scale, create_graph=True)
-        total = total + grad.pow(2)
-    return total
+    sums = global_sum((2.0 * (preds - y[None, :]) * preds).sum(dim=1))
+    count = global_sum(preds.new_tensor(float(y.shape[0])))
+    return ((sums / count) ** 2).sum()
 
 
-def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor, risks: torch.Tensor) -> torch.Tensor:
+def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if kind == "vrex":
-        return vrex_penalty(risks)
+        return vrex_penalty(global_environment_risks(preds, y))
     if kind == "irm":
         return irmv1_penalty(preds, y)
     raise ValueError(f"unknown invariance penalty {kind!r}")

@@ -173,7 +173,7 @@ def loss_terms(cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor) 
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
-        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, risks)
+        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y)  # over the global batch under DDP
     return terms
 
 

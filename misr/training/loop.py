@@ -259,8 +259,9 @@ def run_epoch(
     """One pass over this rank's share of the training split: the summed loss terms, batches, penalty weight, data seconds."""
     settings, dist = run.settings, run.dist
     tc = settings.train
-    # every random draw of this epoch depends on (seed, epoch) only: resuming reproduces it
-    torch.manual_seed(job.seed * 1_000_003 + epoch)
+    # every random draw of this epoch depends on (seed, epoch, rank) only: resuming reproduces it, and under
+    # DDP each rank draws its own dropout and reparameterisation noise (rank 0 draws what one process draws)
+    torch.manual_seed(job.seed * 1_000_003 + epoch + 7919 * dist.rank)
     weights = loss_weights(settings.model, epoch)
     ddp_model.train()
     sums: dict[str, torch.Tensor] = {}
