@@ -279,6 +279,13 @@ class InvarianceConfig(Section):
     schedule: Literal["linear", "step"] = Field("linear", description="linear ramp from 0, or 0 then a step to `weight`")
 
 
+class LossConfig(Section):
+    """The per-clip loss of the risk; the invariance penalty is built from the same loss."""
+
+    kind: Literal["l1", "pseudo_huber"] = Field("l1", description="l1: |r|; pseudo_huber: delta^2 (sqrt(1 + (r/delta)^2) - 1)")
+    delta: float = Field(0.5, gt=0.0, le=10.0, description="pseudo_huber: quadratic for |r| << delta, slope 1 (like L1) beyond")
+
+
 class ModelConfig(Section):
     name: Literal["misr", "late_fusion", "misr_no_dist", "misr_no_inv", "misr_z_env"] = "misr"
     d_model: int = Field(64, ge=8, le=4096)
@@ -302,6 +309,16 @@ class ModelConfig(Section):
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
     invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+    @model_validator(mode="after")
+    def _irm_needs_a_smooth_loss(self) -> ModelConfig:
+        if self.invariance.kind == "irm" and self.loss.kind == "l1" and self.name not in ("late_fusion", "misr_no_inv"):
+            raise ValueError(
+                "invariance.kind irm differentiates the risk with respect to a scale of the predictions; with loss.kind l1 "
+                "that gradient is a step function of the residuals: set loss.kind to pseudo_huber"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:

@@ -1,11 +1,12 @@
 """Invariance constraints over environments, and the warm-up of their weight.
 
-Each environment e gives predictions and a risk R_e = mean |y_hat_e - y|.
-  IRMv1 (Arjovsky et al., 2019): sum_e || d R_e(w * y_hat_e) / dw at w = 1 ||^2, the gradient of each
-        environment's risk with respect to a dummy scalar scale of its predictions; zero when a single
-        predictor is simultaneously optimal for every environment. Computed on the squared-error risk:
-        with the L1 risk the gradient is mean(sign(residual) * y_hat), non-smooth, and its square
-        drove the model towards constant predictions in our runs (benchmarks/quality.py).
+Each environment e gives predictions and a risk R_e = mean loss(y_hat_e - y), with the one per-clip
+loss of `model.loss` (L1, or pseudo-Huber: smooth, and L1-like beyond delta, so both estimate the
+median). The penalties are built from that same loss, so they certify the predictor the risk fits:
+  IRMv1 (Arjovsky et al., 2019): sum_e (d R_e(w * y_hat_e) / dw at w = 1)^2 = sum_e mean(loss'(r) * y_hat)^2,
+        the gradient of each environment's risk with respect to a dummy scale of its predictions; zero
+        when a single predictor is simultaneously optimal for every environment. It needs a smooth loss
+        (the config refuses irm with l1, whose derivative is a step).
   V-REx (Krueger et al., 2021): the variance of the environment risks; zero when they are equal.
 
 Both are nonlinear in the batch, so under DDP they are built from the whole global batch: each rank's
@@ -16,7 +17,24 @@ global batch, as one process would.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+
+def clip_loss(residual: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """The per-clip loss of `model.loss` (L1 when None)."""
+    if loss is None or loss.kind == "l1":
+        return residual.abs()
+    d = loss.delta
+    return d * d * (torch.sqrt(1.0 + (residual / d) ** 2) - 1.0)
+
+
+def clip_loss_slope(residual: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """d loss / d residual."""
+    if loss is None or loss.kind == "l1":
+        return torch.sign(residual)
+    return residual / torch.sqrt(1.0 + (residual / loss.delta) ** 2)
 
 
 def global_sum(t: torch.Tensor) -> torch.Tensor:
@@ -30,14 +48,14 @@ def global_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def environment_risks(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """preds [E, B], y [B] -> L1 risk per environment [E] over this process's clips."""
-    return (preds - y[None, :]).abs().mean(dim=1)
+def environment_risks(preds: torch.Tensor, y: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """preds [E, B], y [B] -> risk per environment [E] over this process's clips."""
+    return clip_loss(preds - y[None, :], loss).mean(dim=1)
 
 
-def global_environment_risks(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """L1 risk per environment [E] over the global batch (every rank's clips)."""
-    sums = global_sum((preds - y[None, :]).abs().sum(dim=1))
+def global_environment_risks(preds: torch.Tensor, y: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """Risk per environment [E] over the global batch (every rank's clips)."""
+    sums = global_sum(clip_loss(preds - y[None, :], loss).sum(dim=1))
     count = global_sum(preds.new_tensor(float(y.shape[0])))
     return sums / count
 
@@ -47,23 +65,22 @@ def vrex_penalty(risks: torch.Tensor) -> torch.Tensor:
     return risks.var(unbiased=False) if risks.numel() > 1 else risks.sum() * 0.0
 
 
-def irmv1_penalty(preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sum over environments of the squared gradient of the squared-error risk w.r.t. a dummy scale at 1.
+def irmv1_penalty(preds: torch.Tensor, y: torch.Tensor, loss: Any) -> torch.Tensor:
+    """Sum over environments of the squared gradient of the risk w.r.t. a dummy scale of the predictions at 1.
 
-    At w = 1 the gradient is mean(2 * (y_hat - y) * y_hat), over the global batch: zero when the
-    residuals are orthogonal to the predictions, i.e. when no rescaling of this environment's
-    predictions would lower its risk.
+    At w = 1 the gradient is mean(loss'(y_hat - y) * y_hat), over the global batch: zero when no
+    rescaling of this environment's predictions would lower its risk.
     """
-    sums = global_sum((2.0 * (preds - y[None, :]) * preds).sum(dim=1))
+    sums = global_sum((clip_loss_slope(preds - y[None, :], loss) * preds).sum(dim=1))
     count = global_sum(preds.new_tensor(float(y.shape[0])))
     return ((sums / count) ** 2).sum()
 
 
-def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor, loss: Any = None) -> torch.Tensor:
     if kind == "vrex":
-        return vrex_penalty(global_environment_risks(preds, y))
+        return vrex_penalty(global_environment_risks(preds, y, loss))
     if kind == "irm":
-        return irmv1_penalty(preds, y)
+        return irmv1_penalty(preds, y, loss)
     raise ValueError(f"unknown invariance penalty {kind!r}")
 
 

@@ -7,7 +7,8 @@
     environments: {z, z+u_t, z+u_a, z+u_v}  or  {z, u_t, u_a, u_v}  or  K draws of z (ablation)
     each environment --shared invariant encoder--> --shared regressor--> y_hat_e
     prediction: y_hat of the z environment
-    loss: mean_e |y_hat_e - y| + w_prior * KL(N_m || N(0,I)) + w_pair * KL(N_m || N_n) + w_inv(epoch) * penalty
+    loss: mean_e loss(y_hat_e - y) + w_prior * KL(N_m || N(0,I)) + w_pair * KL(N_m || N_n) + w_inv(epoch) * penalty,
+          divided by w_inv once w_inv > 1; loss is model.loss (L1 or pseudo-Huber), the penalty uses the same
 
 `model.name` picks the variant: misr; misr_no_dist (no distributional constraints); misr_no_inv (no
 invariance constraint); misr_z_env (environments from z alone); late_fusion (pooled encoders
@@ -168,12 +169,12 @@ def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
 def loss_terms(cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each loss term, unweighted (every one is logged); `total_loss` weighs them."""
     preds = out["env_preds"].float()
-    risks = invariance.environment_risks(preds, y)
-    terms = {"risk": risks.mean(), "l1_z": risks[0]}
+    risks = invariance.environment_risks(preds, y, cfg.loss)
+    terms = {"risk": risks.mean(), "l1_z": (preds[0] - y).abs().mean().detach()}
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
-        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y)  # over the global batch under DDP
+        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, cfg.loss)  # over the global batch under DDP
     return terms
 
 
@@ -182,4 +183,7 @@ def total_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> tor
     for name in ("kl_prior", "kl_pair", "invariance"):
         if name in terms and weights[name] != 0.0:
             total = total + weights[name] * terms[name]
+    if "invariance" in terms and weights["invariance"] > 1.0:
+        # IRM practice (Arjovsky et al.'s reference code): a large penalty weight would scale every gradient by it
+        total = total / weights["invariance"]
     return total

@@ -197,6 +197,9 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         if job.state.finished:
             break
         epoch_started = time.perf_counter()
+        if penalty_switches_on(run.settings.model, epoch):
+            # IRM practice (Arjovsky et al.'s reference code): Adam's moments were shaped by the risk alone
+            job.optimizer.state.clear()
         sums, n_batches, penalty_weight, waited = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
         step_seconds += time.perf_counter() - epoch_started
         data_seconds += waited
@@ -228,6 +231,11 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         step_ms=1000.0 * step_seconds / max(1, steps_done),
         data_ms=1000.0 * data_seconds / max(1, steps_done),
     )
+
+
+def penalty_switches_on(model_cfg, epoch: int) -> bool:
+    """True for the first epoch whose invariance weight is above 0 after epochs at 0 (never for epoch 0)."""
+    return epoch > 0 and loss_weights(model_cfg, epoch - 1)["invariance"] == 0.0 < loss_weights(model_cfg, epoch)["invariance"]
 
 
 def start_seed(run: Run, seed: int) -> SeedJob:

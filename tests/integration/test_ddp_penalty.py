@@ -28,7 +28,7 @@ RANK_SCRIPT = textwrap.dedent(
     def run(rank, world, kind, out):
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[3])
         dist.init_process_group("gloo", rank=rank, world_size=world)
-        cfg = model_cfg(f"model.invariance.kind={kind}", "model.dropout=0.0")
+        cfg = model_cfg(f"model.invariance.kind={kind}", "model.loss.kind=pseudo_huber", "model.dropout=0.0")
         torch.manual_seed(0)
         model = MISR(cfg, SPEC).eval()  # no sampling: every rank and the single process see the same numbers
         full = batch(4, seed=1)
@@ -64,7 +64,7 @@ def test_two_gloo_ranks_give_the_loss_penalty_and_gradients_of_one_process(tmp_p
     assert res.returncode == 0, res.stdout + res.stderr
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
-    cfg = model_cfg(f"model.invariance.kind={kind}", "model.dropout=0.0")
+    cfg = model_cfg(f"model.invariance.kind={kind}", "model.loss.kind=pseudo_huber", "model.dropout=0.0")
     torch.manual_seed(0)
     model = MISR(cfg, SPEC).eval()
     full = batch(4, seed=1)

@@ -170,25 +170,63 @@ def test_vrex_zero_for_equal_risks_positive_otherwise():
     assert invariance.vrex_penalty(torch.tensor([1.0, 2.0, 3.0, 6.0])).item() == pytest.approx(3.5)
 
 
+def huber(delta=1.0):
+    from misr.config import LossConfig
+
+    return LossConfig(kind="pseudo_huber", delta=delta)
+
+
+def test_pseudo_huber_hand_values_and_l1_beyond_delta():
+    r = torch.tensor([0.0, 1.0, -3.0, 100.0])
+    loss = invariance.clip_loss(r, huber(1.0))
+    assert torch.allclose(loss, torch.tensor([0.0, math.sqrt(2) - 1, math.sqrt(10) - 1, math.sqrt(10001) - 1]))
+    slope = invariance.clip_loss_slope(r, huber(1.0))
+    assert torch.allclose(slope, torch.tensor([0.0, 1 / math.sqrt(2), -3 / math.sqrt(10), 100 / math.sqrt(10001)]))
+    assert abs(slope[-1].item() - 1.0) < 1e-4  # the slope of L1 far from 0: the same minimiser, the median
+    assert torch.equal(invariance.clip_loss(r, None), r.abs()) and torch.equal(invariance.clip_loss_slope(r, None), r.sign())
+
+
 def test_irmv1_hand_value_zero_and_positive():
     y = torch.tensor([1.0, 1.0])
-    # d/dw mean (w*p - y)^2 at w=1 = mean(2 (p - y) p) = (2*1*2 + 2*3*4) / 2 = 14 -> penalty 196
-    assert invariance.irmv1_penalty(torch.tensor([[2.0, 4.0]]), y).item() == pytest.approx(196.0)
-    # two environments with equal L1 risks (0.5 each), one over- and one under-predicting: positive
+    # d/dw mean loss(w*p - y) at w=1 = mean(loss'(p - y) p); residuals 1 and 3 with delta 1:
+    # (2 / sqrt(2) + 4 * 3 / sqrt(10)) / 2, squared
+    grad = (2 / math.sqrt(2) + 12 / math.sqrt(10)) / 2
+    assert invariance.irmv1_penalty(torch.tensor([[2.0, 4.0]]), y, huber(1.0)).item() == pytest.approx(grad**2)
+    # two environments with equal risks, one over- and one under-predicting: positive
     preds = torch.tensor([[1.5, 1.5], [0.5, 0.5]])
-    assert torch.allclose(invariance.environment_risks(preds, y), torch.tensor([0.5, 0.5]))
-    # env 1: 2 * 0.5 * 1.5 = 1.5 -> 2.25; env 2: 2 * (-0.5) * 0.5 = -0.5 -> 0.25
-    assert invariance.irmv1_penalty(preds, y).item() == pytest.approx(2.25 + 0.25)
+    risks = invariance.environment_risks(preds, y, huber(1.0))
+    assert risks[0] == pytest.approx(risks[1].item())
+    slope = 0.5 / math.sqrt(1.25)
+    assert invariance.irmv1_penalty(preds, y, huber(1.0)).item() == pytest.approx((slope * 1.5) ** 2 + (slope * 0.5) ** 2)
     # perfect predictions in every environment: equal (zero) risks and no gradient to exploit
-    assert invariance.irmv1_penalty(torch.stack([y, y]), y).item() == 0.0
-    # residuals orthogonal to the predictions: the scale is already optimal, penalty zero
-    assert invariance.irmv1_penalty(torch.tensor([[1.0, -1.0]]), torch.tensor([1.5, -0.5])).item() == pytest.approx(0.0)
+    assert invariance.irmv1_penalty(torch.stack([y, y]), y, huber(1.0)).item() == 0.0
+    # one clip over-, one under-predicted by as much, at the same prediction: no rescaling helps
+    assert invariance.irmv1_penalty(torch.tensor([[1.0, 1.0]]), torch.tensor([1.5, 0.5]), huber(1.0)).item() == pytest.approx(0.0)
 
 
 def test_irmv1_penalty_has_gradients_for_the_model():
     p = torch.tensor([[2.0, 0.5]], requires_grad=True)
-    invariance.irmv1_penalty(p, torch.tensor([1.0, 1.0])).backward()
+    invariance.irmv1_penalty(p, torch.tensor([1.0, 1.0]), huber(0.5)).backward()
     assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_irm_with_the_non_smooth_l1_is_a_clear_config_error():
+    from misr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set loss.kind to pseudo_huber"):
+        model_cfg("model.invariance.kind=irm")
+    assert model_cfg("model.invariance.kind=irm", "model.loss.kind=pseudo_huber").loss.delta == 0.5
+
+
+def test_the_optimiser_is_reset_when_the_penalty_switches_on():
+    from misr.training.loop import penalty_switches_on
+
+    linear = model_cfg("model.invariance.warmup_epochs=2", "model.invariance.schedule=linear")
+    assert [penalty_switches_on(linear, e) for e in range(4)] == [False, True, False, False]
+    step = model_cfg("model.invariance.warmup_epochs=2", "model.invariance.schedule=step")
+    assert [penalty_switches_on(step, e) for e in range(4)] == [False, False, True, False]
+    assert not any(penalty_switches_on(model_cfg("model.invariance.warmup_epochs=0"), e) for e in range(3))
+    assert not any(penalty_switches_on(model_cfg("model.name=misr_no_inv"), e) for e in range(4))
 
 
 def test_penalty_weight_schedules():
@@ -267,7 +305,9 @@ def test_loss_terms_and_total_hand_composition():
     assert terms["invariance"].item() == pytest.approx(0.0625)  # var([0, 0.5])
     w = loss_weights(cfg, epoch=0)
     expected = 0.25 + 0.5 / 3 + 0.25 * 4 / 6 + 2 * 0.0625
-    assert total_loss(terms, w).item() == pytest.approx(expected)
+    assert total_loss(terms, w).item() == pytest.approx(expected / 2)  # divided by the penalty weight, as it is > 1
+    w_small = {**w, "invariance": 0.5}
+    assert total_loss(terms, w_small).item() == pytest.approx(0.25 + 0.5 / 3 + 0.25 * 4 / 6 + 0.5 * 0.0625)
 
 
 def test_ablation_switches():
@@ -280,7 +320,7 @@ def test_ablation_switches():
 
 
 def test_irm_kind_through_loss_terms():
-    cfg = model_cfg("model.invariance.kind=irm")
+    cfg = model_cfg("model.invariance.kind=irm", "model.loss.kind=pseudo_huber")
     torch.manual_seed(0)
     model = MISR(cfg, SPEC)
     terms = loss_terms(cfg, model(batch()), batch()["y"])
