@@ -302,8 +302,10 @@ class ModelConfig(Section):
         description="softmax: z = sum_m softmax_m(1/sigma_m) z_m per dimension; poe: a product of the Gaussian experts "
         "(precision-weighted mean and variance, one draw). Either way a missing modality gets weight 0",
     )
-    environments: Literal["z_plus_unimodal", "unimodal"] = Field(
-        "z_plus_unimodal", description="{z, z+h_t, z+h_a, z+h_v} or {z, h_t, h_a, h_v}"
+    environments: Literal["z_plus_unimodal", "unimodal", "groups"] = Field(
+        "z_plus_unimodal",
+        description="{z, z+h_t, z+h_a, z+h_v}, {z, h_t, h_a, h_v} (views of the same clips), or groups: training clips "
+        "partitioned by cross-modal agreement, the penalty on f(z) across the groups (misr/training/groups.py)",
     )
     z_env_samples: int = Field(4, ge=2, le=64, description="misr_z_env: environments are this many draws of z")
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)

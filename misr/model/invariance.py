@@ -84,6 +84,28 @@ def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor, loss: Any = None) -
     raise ValueError(f"unknown invariance penalty {kind!r}")
 
 
+def group_penalty(
+    kind: str, pred: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss: Any = None, n_groups: int = 2
+) -> torch.Tensor:
+    """The penalty of one predictor across groups of clips [B] (ids 0..n_groups-1), over the global batch.
+
+    A group with no clip in the global batch is left out; with fewer than two groups present the penalty is 0.
+    """
+    member = torch.nn.functional.one_hot(groups.long(), n_groups).T.to(pred.dtype)  # [G, B]
+    counts = global_sum(member.sum(dim=1))
+    present = counts > 0
+    if int(present.sum()) < 2:
+        return pred.sum() * 0.0
+    residual = pred - y
+    if kind == "vrex":
+        risks = global_sum((member * clip_loss(residual, loss)).sum(dim=1))[present] / counts[present]
+        return vrex_penalty(risks)
+    if kind == "irm":
+        grads = global_sum((member * clip_loss_slope(residual, loss) * pred).sum(dim=1))[present] / counts[present]
+        return (grads**2).sum()
+    raise ValueError(f"unknown invariance penalty {kind!r}")
+
+
 def penalty_weight(weight: float, epoch: int, warmup_epochs: int, schedule: str = "linear") -> float:
     """The penalty's weight at `epoch` (from 0): plain ERM first, so a good predictor exists to constrain.
 

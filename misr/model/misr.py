@@ -93,7 +93,8 @@ class MISR(nn.Module):
         self.encoders = build_encoders(cfg, spec)
         self.heads = nn.ModuleDict({m: gaussian.GaussianHead(d, k, cfg.kl.logvar_min, cfg.kl.logvar_max) for m in MODALITIES})
         # the z-only ablation never uses unimodal projections (and DDP refuses unused parameters)
-        self.unimodal = nn.ModuleDict({} if cfg.name == "misr_z_env" else {m: nn.Linear(d, k) for m in MODALITIES})
+        views = cfg.name != "misr_z_env" and cfg.environments != "groups"
+        self.unimodal = nn.ModuleDict({m: nn.Linear(d, k) for m in MODALITIES} if views else {})
         self.invariant = nn.Sequential(nn.Linear(k, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d), nn.GELU())
         self.regressor = nn.Linear(d, 1)
 
@@ -123,6 +124,8 @@ class MISR(nn.Module):
             if not sample:
                 return z[None]
             return torch.stack([z] + [self.fuse(gauss, present, True)[0] for _ in range(self.cfg.z_env_samples - 1)])
+        if self.cfg.environments == "groups":
+            return z[None]  # the environments are groups of clips, given with the batch
         u = [self.unimodal[m](h[m]) for m in MODALITIES]
         if self.cfg.environments == "z_plus_unimodal":
             return torch.stack([z] + [z + u_m for u_m in u])
@@ -166,15 +169,22 @@ def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
     return w
 
 
-def loss_terms(cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each loss term, unweighted (every one is logged); `total_loss` weighs them."""
+def loss_terms(
+    cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor, groups: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Each loss term, unweighted (every one is logged); `total_loss` weighs them. `groups`: each clip's
+    environment under model.environments groups (None before the groups are inferred: no penalty yet)."""
     preds = out["env_preds"].float()
     risks = invariance.environment_risks(preds, y, cfg.loss)
     terms = {"risk": risks.mean(), "l1_z": (preds[0] - y).abs().mean().detach()}
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
-        terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, cfg.loss)  # over the global batch under DDP
+        if cfg.environments == "groups":
+            grouped = invariance.group_penalty if groups is not None else None
+            terms["invariance"] = grouped(cfg.invariance.kind, preds[0], y, groups, cfg.loss) if grouped else preds.sum() * 0.0
+        else:
+            terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, cfg.loss)  # over the global batch under DDP
     return terms
 
 

@@ -43,13 +43,30 @@ def epoch_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: in
     return out
 
 
+def stratified_order(groups: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """A seeded permutation in which every group is spread evenly, so each batch holds its share of each group."""
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    position = torch.empty(len(groups), dtype=torch.float64)
+    for g in torch.unique(groups).tolist():
+        rows = torch.nonzero(groups == g).squeeze(1)
+        rank = torch.empty(len(rows), dtype=torch.float64)
+        rank[torch.randperm(len(rows), generator=gen)] = torch.arange(len(rows), dtype=torch.float64)
+        position[rows] = (rank + torch.rand(len(rows), generator=gen, dtype=torch.float64)) / len(rows)
+    return torch.argsort(position)
+
+
 class Batches:
-    """Cuts padded split tensors into batches (trimmed to the batch's longest sequence) on a device."""
+    """Cuts padded split tensors into batches (trimmed to the batch's longest sequence) on a device.
+
+    With `groups` set (a group id per row, model.environments groups), each batch carries its rows'
+    "group" and the training order is stratified so that every batch holds every group.
+    """
 
     def __init__(self, data: SplitData, device: torch.device):
         self.data = data
         self.device = device
         self.pin = device.type == "cuda"
+        self.groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -60,7 +77,9 @@ class Batches:
 
     def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
         """The training order of an epoch: a permutation that depends on (seed, epoch) only."""
-        return shuffled(len(self), seed, epoch) if shuffle else torch.arange(len(self))
+        if not shuffle:
+            return torch.arange(len(self))
+        return shuffled(len(self), seed, epoch) if self.groups is None else stratified_order(self.groups, seed, epoch)
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         d = self.data
@@ -76,6 +95,8 @@ class Batches:
             lengths = seq.lengths[idx]
             batch[m] = seq.values[idx, : max(int(lengths.max()), 1)]
             batch[f"{m}_lengths"] = lengths
+        if self.groups is not None:
+            batch["group"] = self.groups[idx]
         return {k: self._to_device(v) for k, v in batch.items()}
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:

@@ -30,9 +30,11 @@ from torch import nn
 
 from misr.errors import MisrError
 from misr.model import build_model, loss_terms, loss_weights, total_loss
+from misr.store.stream import SplitStream
 from misr.training import checkpoints
 from misr.training.batches import Batches, batches_for, drop_modalities, epoch_batches
 from misr.training.checkpoints import RunSettings
+from misr.training.groups import choose_partition
 from misr.training.inference import autocast_for, evaluate_split
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import check_writable, write_json, write_text
@@ -60,6 +62,7 @@ class SeedResult:
     steps: int = 0
     step_ms: float = 0.0  # mean wall time of one optimisation step (its batch, forward, backward, update)
     data_ms: float = 0.0  # of which: getting the batch (reading the store when streamed, padding, copying to the device)
+    environments: dict[str, Any] | None = None  # model.environments groups: the partition chosen, and every candidate's violation
 
 
 @dataclass
@@ -72,10 +75,12 @@ class SeedState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
+    groups: list[int] | None = None  # model.environments groups: each training clip's group, once inferred
+    partition: dict[str, Any] | None = None  # how the groups were chosen (name, source, violations)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> SeedState:
-        return cls(**{k: ckpt[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: ckpt[k] for k in cls.__dataclass_fields__ if k in ckpt})  # older checkpoints lack the newer fields
 
 
 @dataclass
@@ -200,6 +205,7 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         if penalty_switches_on(run.settings.model, epoch):
             # IRM practice (Arjovsky et al.'s reference code): Adam's moments were shaped by the risk alone
             job.optimizer.state.clear()
+        set_groups(run, job, train_batches, epoch)
         sums, n_batches, penalty_weight, waited = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
         step_seconds += time.perf_counter() - epoch_started
         data_seconds += waited
@@ -230,7 +236,24 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         steps=steps_done,
         step_ms=1000.0 * step_seconds / max(1, steps_done),
         data_ms=1000.0 * data_seconds / max(1, steps_done),
+        environments=state.partition,
     )
+
+
+def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
+    """model.environments groups: infer the groups when the penalty first has weight (EIIL's reference model
+    is the model at the end of the warm-up), or restore them on resume; the batches then carry them."""
+    cfg = run.settings.model
+    if cfg.environments != "groups" or cfg.name in ("misr_no_inv", "late_fusion", "misr_z_env"):
+        return
+    if job.state.groups is None and loss_weights(cfg, epoch)["invariance"] > 0:
+        if isinstance(run.loaded.train, SplitStream):
+            raise MisrError("model.environments groups needs the training split in memory", hint="set train.stream=memory")
+        chosen = choose_partition(job.model, Batches(run.loaded.train, run.device), run.settings.train.batch_size, cfg.loss)
+        job.state.groups = chosen.group
+        job.state.partition = {"name": chosen.name, "source": chosen.source, "violation": chosen.violation, "candidates": chosen.candidates}
+    if job.state.groups is not None and batches.groups is None:
+        batches.groups = torch.tensor(job.state.groups)
 
 
 def penalty_switches_on(model_cfg, epoch: int) -> bool:
@@ -284,7 +307,7 @@ def run_epoch(
             batch = drop_modalities(batch, tc.modality_dropout)
         with autocast_for(run.device):
             out = ddp_model(batch)
-        terms = loss_terms(settings.model, out, batch["y"])
+        terms = loss_terms(settings.model, out, batch["y"], batch.get("group"))
         loss = total_loss(terms, weights)
         check_finite(terms, loss, epoch, b)
         # DDP averages gradients over ranks: weigh each rank's mean by its share of the global batch
