@@ -54,7 +54,10 @@ def task_runner(features: FeaturesConfig):
 
         if features.dask_address:
             return DaskTaskRunner(address=features.dask_address)
-        cluster = {"n_workers": features.max_workers, "threads_per_worker": 1, "dashboard_address": None}
+        # one clip at a time per worker process, and one core each: BLAS or OpenMP threads of their own would
+        # compete with the other workers for the same cores
+        single = {var: "1" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+        cluster = {"n_workers": features.max_workers, "threads_per_worker": 1, "dashboard_address": None, "env": single}
         return DaskTaskRunner(cluster_kwargs=cluster)
     return ThreadPoolTaskRunner(max_workers=features.max_workers)
 
