@@ -145,8 +145,8 @@ def test_nan_loss_names_epoch_batch_and_term_and_keeps_last_good_checkpoint(stor
     real = train_mod.loss_terms
     calls = {"n": 0}
 
-    def poisoned(cfg, out, y):
-        terms = real(cfg, out, y)
+    def poisoned(cfg, out, y, groups=None):
+        terms = real(cfg, out, y, groups)
         calls["n"] += 1
         if calls["n"] == 6 + 2:  # 6 batches per epoch: epoch 1, batch 1
             terms["kl_pair"] = terms["kl_pair"] * float("nan")
