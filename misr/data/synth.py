@@ -140,16 +140,22 @@ def draw_split(cfg: Any, split: str, n: int, rng: np.random.Generator) -> SplitS
     and demo-corpus sections both have them), so both data sets follow one generating process.
     """
     shape = split_shape(cfg, split)
+    labels, expressed, noise = _draw_labels(cfg, shape, n, rng)
+    conflict = np.where(rng.random(n) < shape.conflict_rate, rng.integers(0, 3, size=n), -1)
+    rows = np.nonzero(conflict >= 0)[0]
+    expressed[rows, conflict[rows]] = -labels[rows] + noise[conflict[rows]] * rng.standard_normal(rows.size)
+    return SplitSample(labels.astype(np.float64), expressed, conflict)
+
+
+def _draw_labels(cfg: Any, shape: Any, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels from the split's shape, and each modality's expressed sentiment s + noise_m (before any flip)."""
     neutral = rng.random(n) < cfg.neutral_ratio
     sign = np.where(rng.random(n) < shape.positive_ratio, 1.0, -1.0)
     magnitude = 3.0 * rng.beta(1.0, shape.magnitude_skew, size=n)
     labels = np.where(neutral, 0.0, _round(sign * magnitude, cfg.label_step))
     noise = np.array([cfg.modality_noise[m] for m in MODALITIES])
     expressed = labels[:, None] + noise[None, :] * rng.standard_normal((n, 3))
-    conflict = np.where(rng.random(n) < shape.conflict_rate, rng.integers(0, 3, size=n), -1)
-    rows = np.nonzero(conflict >= 0)[0]
-    expressed[rows, conflict[rows]] = -labels[rows] + noise[conflict[rows]] * rng.standard_normal(rows.size)
-    return SplitSample(labels.astype(np.float64), expressed, conflict)
+    return labels, expressed, noise
 
 
 def synth_splits(cfg: SynthConfig) -> tuple[str, ...]:
@@ -170,13 +176,7 @@ def draw_shortcut_split(cfg: SynthConfig, split: str, n: int, rng: np.random.Gen
     strength * sign(s) + noise, with the sign flipped in a latent subgroup (`shortcut.flipped[split]`)."""
     sc = cfg.shortcut
     k = MODALITIES.index(sc.modality)
-    shape = split_shape(cfg, split)
-    neutral = rng.random(n) < cfg.neutral_ratio
-    sign = np.where(rng.random(n) < shape.positive_ratio, 1.0, -1.0)
-    magnitude = 3.0 * rng.beta(1.0, shape.magnitude_skew, size=n)
-    labels = np.where(neutral, 0.0, _round(sign * magnitude, cfg.label_step))
-    noise = np.array([cfg.modality_noise[m] for m in MODALITIES])
-    expressed = labels[:, None] + noise[None, :] * rng.standard_normal((n, 3))
+    labels, expressed, _ = _draw_labels(cfg, split_shape(cfg, split), n, rng)
     flipped = rng.random(n) < sc.flipped[split]
     expressed[:, k] = np.where(flipped, -1.0, 1.0) * sc.strength * np.sign(labels) + sc.noise * rng.standard_normal(n)
     return SplitSample(labels.astype(np.float64), expressed, np.where(flipped, k, -1))

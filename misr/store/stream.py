@@ -11,7 +11,6 @@ with row groups of `misr.store.write.ROW_GROUP_CLIPS` clips.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,7 +59,6 @@ class SplitStream:
         check_coverage(store, split, keys, {m: (named[m], {k: (f, r) for k, (f, _, r) in w.items()}) for m, w in self.where.items()})
         self._cache: OrderedDict[tuple[str, int, int], pa.Table] = OrderedDict()
         self._cache_size = 2 * self.window * max(1, len(modalities))
-        self.read_seconds = 0.0  # time spent reading row groups (the I/O share of an epoch)
 
     def __len__(self) -> int:
         return len(self.clip_keys)
@@ -109,14 +107,12 @@ class SplitStream:
             self._cache.move_to_end(key)
             return table
         path, columns = self.files[modality][part]
-        started = time.perf_counter()
         try:
             table = pq.ParquetFile(path).read_row_group(group, columns=columns)
         except FileNotFoundError:
             raise StoreError(f"{path} disappeared while training; is another process rewriting the store?") from None
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
             raise corrupt(path, exc) from None
-        self.read_seconds += time.perf_counter() - started
         self._cache[key] = table
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
