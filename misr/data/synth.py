@@ -57,8 +57,16 @@ def generate(
     out: str | Path,
     force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    reverse_cue: bool = False,
 ) -> dict[str, Any]:
-    """Write a synthetic store at `out` and return its oracle (also written to oracle.json)."""
+    """Write a synthetic store at `out` and return its oracle (also written to oracle.json).
+
+    `reverse_cue` (shortcut scenario) writes the counterfactual store: the same clips, labels and noise
+    draws, with the shortcut modality's expressed sentiment negated, so only that modality's features
+    differ. `benchmarks/quality.py` measures a model's reliance on the cue with it.
+    """
+    if reverse_cue and cfg.scenario != "shortcut":
+        raise MisrError("reverse_cue needs data.synth.scenario shortcut: the other scenario has no cue to reverse")
     store = FeatureStore(out)
     _prepare_folder(store, force)
     clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
@@ -68,6 +76,9 @@ def generate(
         n = cfg.n_clips[split]
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, split_index]))
         sample = draw_shortcut_split(cfg, split, n, rng) if cfg.scenario == "shortcut" else draw_split(cfg, split, n, rng)
+        if reverse_cue:
+            # after every draw of the split: the rest of the stream, and so every other feature, is unchanged
+            sample.expressed[:, MODALITIES.index(cfg.shortcut.modality)] *= -1.0
         samples[split] = sample
         for i in range(n):
             key = clip_key(f"synth_{split}_{i // 10:04d}", f"{i % 10}")

@@ -211,6 +211,25 @@ def test_scenario_shortcut_without_a_valid_ood_split_is_a_clear_error():
     from tests.helpers import params
 
     with pytest.raises(ConfigError, match="n_clips.valid_ood must be given"):
-        params("data.synth.scenario=shortcut")
+        params("data.synth.scenario=shortcut", "data.synth.n_clips={train: 60, valid: 20, test: 20}")
     with pytest.raises(ConfigError, match="data.synth.shortcut: flipped.valid must be given"):
         params(*SHORTCUT, "data.synth.shortcut.flipped={train: 0.1}")
+
+
+def test_the_reversed_cue_store_differs_from_the_original_only_in_the_cue_modality(tmp_path):
+    cfg = shortcut_cfg()
+    generate(cfg, tmp_path / "a")
+    generate(cfg, tmp_path / "b", reverse_cue=True)
+    a, b = FeatureStore(tmp_path / "a"), FeatureStore(tmp_path / "b")
+    for split in ("train", "test"):
+        x, y = a.load_split(split), b.load_split(split)
+        assert np.array_equal(x.labels.numpy(), y.labels.numpy())
+        assert np.array_equal(x.text.input_ids.numpy(), y.text.input_ids.numpy())
+        assert np.array_equal(x.audio.values.numpy(), y.audio.values.numpy())
+        assert not np.allclose(x.visual.values.numpy(), y.visual.values.numpy())
+        assert np.array_equal(x.unimodal_labels["visual"].numpy(), -y.unimodal_labels["visual"].numpy())
+
+
+def test_reversing_the_cue_needs_the_shortcut_scenario(tmp_path, small_synth):
+    with pytest.raises(MisrError, match="reverse_cue needs data.synth.scenario shortcut"):
+        generate(small_synth, tmp_path / "s", reverse_cue=True)
