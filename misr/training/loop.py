@@ -4,7 +4,7 @@ MODEL_DIR/
     params.yaml               the settings of the run (model, train, features, convention)
     summary.json              per seed: best validation MAE and its epoch, the training-mean baseline
     seed-<s>/last.pt          everything needed to resume after the last finished epoch
-    seed-<s>/best.pt          the weights with the best validation MAE (model selection never sees test)
+    seed-<s>/best.pt          the weights with the best validation MAE once the penalty is at full weight (never test)
     dvclive/seed-<s>/         per-epoch losses and validation metrics (DVCLive: `dvc plots`, `dvc exp show`)
 
 Reproducibility: the batch order and every random draw of an epoch (dropout, reparameterisation)
@@ -333,10 +333,11 @@ def validate_and_checkpoint(
     """Book the epoch: best-so-far on validation MAE, early stopping, best.pt and last.pt, DVCLive."""
     tc, state = run.settings.train, job.state
     state.history.append(record)
-    improved = valid["MAE"] < state.best_mae - 1e-12
+    eligible = epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1)  # the last epoch always is
+    improved = eligible and valid["MAE"] < state.best_mae - 1e-12
     if improved:
         state.best_mae, state.best_epoch, state.bad_epochs = valid["MAE"], epoch, 0
-    else:
+    elif eligible:
         state.bad_epochs += 1
     state.epoch = epoch
     state.finished = state.bad_epochs >= tc.patience or epoch == tc.epochs - 1
@@ -352,6 +353,23 @@ def validate_and_checkpoint(
         for k, v in record.items():
             if k != "epoch":
                 live.log_metric(k.replace("_", "/", 1) if k.startswith(("train_", "valid_")) else k, v)
+
+
+def first_selectable_epoch(model_cfg) -> int:
+    """The first epoch a checkpoint may be chosen from: the first with the invariance penalty at its full weight.
+
+    The validation split has the training distribution, on which a shortcut helps; choosing among the
+    warm-up epochs would pick the ERM model the penalty has not yet shaped, and undo it. IRM's and
+    V-REx's reference code likewise judge the model trained with the full penalty. Models without the
+    penalty, or with it on from the start, are chosen among all epochs.
+    """
+    target = loss_weights(model_cfg, model_cfg.invariance.warmup_epochs)["invariance"]
+    if target == 0.0:
+        return 0
+    epoch = 0
+    while loss_weights(model_cfg, epoch)["invariance"] < target and epoch < model_cfg.invariance.warmup_epochs:
+        epoch += 1
+    return epoch
 
 
 def check_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, batch: int) -> None:

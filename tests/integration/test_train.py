@@ -19,6 +19,7 @@ from tests.helpers import REPO, TINY_TRAINING, params, train
 
 TINY = [
     *TINY_TRAINING,
+    "data.synth.scenario=shift",
     "data.synth.n_clips={train: 96, valid: 32, test: 16}",
     "train.seeds=[7]",
 ]
@@ -42,7 +43,7 @@ def bigger_store(tmp_path_factory):
     from misr.data.synth import generate
 
     root = tmp_path_factory.mktemp("synth") / "store"
-    generate(tiny_params("data.synth.n_clips={train: 400, valid: 100, test: 20}").data.synth, root)
+    generate(tiny_params("data.synth.scenario=shift", "data.synth.n_clips={train: 400, valid: 100, test: 20}").data.synth, root)
     return root
 
 
@@ -308,3 +309,28 @@ def test_groups_environments_are_inferred_after_the_warm_up_and_kept_for_a_resum
     risk = (tmp_path / "m" / "dvclive" / "seed-5" / "plots" / "metrics" / "train" / "invariance.tsv").read_text().splitlines()
     values = [float(line.split("\t")[-1]) for line in risk[1:]]
     assert values[0] == 0.0 and values[-1] > 0.0  # no penalty before the groups exist, one after
+
+
+def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tmp_path):
+    """The valid split has the training distribution: choosing among warm-up (ERM) epochs would undo the penalty."""
+    p = tiny_params("train.epochs=5", "model.invariance.warmup_epochs=3", "model.invariance.schedule=step")
+    summary = train(p, store, tmp_path / "misr")
+    history = state_of(tmp_path / "misr" / "seed-7" / "last.pt")["history"]
+    chosen = summary["seeds"]["7"]["best_epoch"]
+    assert chosen >= 3 and history[chosen]["penalty_weight"] == p.model.invariance.weight
+    assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history if h["epoch"] >= 3)
+    # without the penalty every epoch counts
+    q = tiny_params("train.epochs=5", "model.name=misr_no_inv")
+    summary = train(q, store, tmp_path / "no_inv")
+    history = state_of(tmp_path / "no_inv" / "seed-7" / "last.pt")["history"]
+    assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history)
+
+
+def test_the_first_selectable_epoch_follows_the_penalty_schedule():
+    from misr.training.loop import first_selectable_epoch
+
+    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.invariance.schedule=step").model) == 4
+    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.invariance.schedule=linear").model) == 4
+    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=0").model) == 0
+    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.name=misr_no_inv").model) == 0
+    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.name=late_fusion").model) == 0
