@@ -1,97 +1,377 @@
-"""MISR against its ablations and late fusion on a shifted synthetic test split, beside the oracle.
+"""MISR against its ablations and late fusion on the shortcut benchmark: settings chosen on valid_ood, test read once.
 
-    python benchmarks/quality.py [--seeds 1111 1112 1113] [--epochs 30] [--models misr late_fusion ...]
-                                 [-S key=value ...] [--json results.json]
+    python benchmarks/quality.py select [-S key=value ...]    # one setting: valid and valid_ood MAE (the DVC stage)
+    python benchmarks/quality.py search [--only NAME ...]     # the search, queued and run as DVC experiments
+    python benchmarks/quality.py choose                       # every setting tried (`dvc exp show`), ranked on valid_ood
+    python benchmarks/quality.py report [--data-seed 2027] [--seeds 1111 ... 1115] [--json FILE]
 
-The synthetic set (`misr synth`, settings from params.yaml unless overridden) has label imbalance and
-cross-modal conflicts; its test split is shifted from train (balanced labels, a higher conflict rate).
-Every model trains with the same data, encoders, optimiser and seeds; checkpoints are chosen on the
-validation split; the table shows the test metrics (mean +- std over seeds) and the oracle's.
+The data is `misr synth`'s shortcut scenario (data.synth in params.yaml): the visual modality carries the
+label's sign in ~90% of train and valid clips and the reversed sign in ~60% of valid_ood and test clips.
+
+1. `search` queues every setting of SEARCH as a DVC experiment of the pipeline benchmarks/quality/dvc.yaml
+   (`dvc exp run --queue -S ...`), then runs the queue (`dvc queue start`). Each experiment is `select`: it
+   trains `model.name` for train.seeds on data.synth (data seed data.synth.seed) and records the MAE on
+   valid (the training distribution) and on valid_ood (drawn like test). Test is never loaded.
+2. `choose` lists them all, best valid_ood first per model; the chosen settings go into params.yaml, each
+   with a comment naming the experiment that justifies it.
+3. `report` trains every model with params.yaml's settings (the ablations switch one part of MISR off) on
+   a fresh data seed that no choice has seen, for 5 training seeds, and reads test once. It prints
+   validation first, then test (mean +- std over seeds), the paired difference MISR - baseline with a
+   bootstrap 95% CI over test clips, the share of the late-fusion-to-oracle gap MISR closes, the reliance
+   on the shortcut modality, and each target of issue 10, met or not.
+
+Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
+negated (the counterfactual store of `generate(..., reverse_cue=True)`: same clips, same noise, only that
+modality's features differ), per unit of expressed sentiment changed: mean|y(x) - y(x')| / mean|e_v - e_v'|.
+0 for a model that ignores the cue; ~1 for one that follows it one to one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.config import load_params  # noqa: E402
-from misr.data.synth import generate  # noqa: E402
-from misr.evaluation.convention import MOSI  # noqa: E402
-from misr.evaluation.metrics import msa_metrics  # noqa: E402
-from misr.stages.train import run as train  # noqa: E402
-from misr.store import FeatureStore  # noqa: E402
-from misr.training.batches import Batches  # noqa: E402
-from misr.training.checkpoints import load_best  # noqa: E402
-from misr.training.inference import predict  # noqa: E402
+from misr.config import Params, load_params  # noqa: E402
+from misr.errors import MisrError  # noqa: E402
 
+PIPELINE = "benchmarks/quality/dvc.yaml"
+SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
 MODELS = ["misr", "misr_no_dist", "misr_no_inv", "misr_z_env", "late_fusion"]
-KEYS = ["Non0_acc_2", "Mult_acc_7", "MAE", "Corr"]
+REPORT_SEEDS = [1111, 1112, 1113, 1114, 1115]
+BOOTSTRAP = 2000
+
+# The settings tried, each a DVC experiment: name -> overrides of params.yaml. MISR starts from environments
+# that are groups of clips (issue 10, item 2), the penalty at full weight after 10 ERM epochs (the validation
+# MAE of ERM levels off near epoch 10 on this data) and light distributional constraints; what is chosen is
+# the penalty's weight (lambda) and kind, the weight of the constraints, the environments and the fusion.
+MISR_BASE = {
+    "model.name": "misr",
+    "model.environments": "groups",
+    "model.invariance.kind": "vrex",
+    "model.loss.kind": "l1",
+    "model.invariance.weight": 10.0,
+    "model.invariance.warmup_epochs": 10,
+    "model.invariance.schedule": "step",
+    "model.kl.prior_weight": 0.001,
+    "model.kl.pairwise_weight": 0.001,
+    "model.fusion": "softmax",
+}
+SEARCH: dict[str, dict[str, Any]] = {
+    "late_fusion": {"model.name": "late_fusion"},
+    "misr_no_inv": {**MISR_BASE, "model.name": "misr_no_inv"},
+    **{f"misr-vrex-w{w:g}": {**MISR_BASE, "model.invariance.weight": w} for w in (1.0, 3.0, 10.0, 30.0)},
+    "misr-irm-w10": {**MISR_BASE, "model.invariance.kind": "irm", "model.loss.kind": "pseudo_huber"},
+    "misr-vrex-w10-kl0.01": {**MISR_BASE, "model.kl.prior_weight": 0.01, "model.kl.pairwise_weight": 0.01},
+    "misr-vrex-w10-zenv": {**MISR_BASE, "model.environments": "z_plus_unimodal"},
+    "misr-vrex-w10-poe": {**MISR_BASE, "model.fusion": "poe"},
+}
+
+
+def params_with(overrides: list[str]) -> Params:
+    p = load_params(REPO / "params.yaml", overrides)
+    synth = p.data.synth
+    if synth.scenario != "shortcut" or "valid_ood" not in synth.n_clips:
+        raise MisrError(
+            "benchmarks/quality.py needs the shortcut scenario with a valid_ood split",
+            hint="set data.synth.scenario=shortcut and data.synth.n_clips.valid_ood in params.yaml",
+        )
+    return p
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]) -> dict[int, dict[str, np.ndarray]]:
+    """Train p.model.name for p.train.seeds; per seed, the predictions on each (name -> store) split."""
+    import torch
+
+    from misr.evaluation.convention import MOSI
+    from misr.stages.train import run as train
+    from misr.store import FeatureStore
+    from misr.training.batches import Batches
+    from misr.training.checkpoints import load_best
+    from misr.training.inference import predict
+
+    def progress(kind: str, info: dict[str, Any]) -> None:
+        if kind == "seed":
+            log(f"  {p.model.name}: seed {info['seed']} ({info['epochs']} epochs at most)")
+
+    started = time.perf_counter()
+    train(p.model, p.train, p.features, MOSI, store, out, progress=progress)
+    data = {name: Batches(FeatureStore(path).load_split(name.split(":")[-1]), torch.device("cpu")) for name, path in splits.items()}
+    preds = {}
+    for seed in p.train.seeds:
+        model, _ = load_best(out / f"seed-{seed}")
+        preds[seed] = {name: predict(model, batches, 64) for name, batches in data.items()}
+    log(f"  {p.model.name}: {len(p.train.seeds)} seed(s) in {time.perf_counter() - started:.0f} s")
+    return preds
+
+
+def labels_of(store: Path, split: str) -> np.ndarray:
+    from misr.store import FeatureStore
+
+    return FeatureStore(store).load_split(split).labels.numpy().astype(np.float64)
+
+
+def mae(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred - y)))
+
+
+# ------------------------------------------------------------------------------------------- select
+
+
+def select(args: argparse.Namespace) -> None:
+    from misr.data.synth import generate
+
+    p = params_with(args.overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        log(f"select: {p.model.name} on data seed {p.data.synth.seed}, training seeds {p.train.seeds}")
+        generate(p.data.synth, store)
+        preds = train_and_predict(p, store, Path(tmp) / "model", {"valid": store, "valid_ood": store})
+        y = {split: labels_of(store, split) for split in ("valid", "valid_ood")}
+    per_seed = {str(s): {split: mae(preds[s][split], y[split]) for split in y} for s in preds}
+    result = {"model": p.model.name, "data_seed": p.data.synth.seed}
+    for split in y:
+        values = [v[split] for v in per_seed.values()]
+        result[f"{split}_mae"] = float(np.mean(values))
+        result[f"{split}_mae_std"] = float(np.std(values))
+    result["per_seed"] = per_seed
+    out = Path(args.out) if args.out else SELECTION
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{p.model.name}: valid MAE {result['valid_mae']:.4f} +- {result['valid_mae_std']:.4f}, "
+          f"valid_ood MAE {result['valid_ood_mae']:.4f} +- {result['valid_ood_mae_std']:.4f}")
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO, text=True, capture_output=capture)
+    if res.returncode != 0:
+        raise MisrError(f"dvc {' '.join(args)} failed" + (f": {res.stderr.strip()}" if capture else ""))
+    return res
+
+
+def experiments() -> list[dict[str, Any]]:
+    """Every experiment of the selection pipeline: name, params (flattened), metrics."""
+    shown = json.loads(dvc("exp", "show", "--json", "--force", capture=True).stdout)
+    rows = []
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            metrics = ((data.get("metrics") or {}).get("benchmarks/quality/selection.json") or {}).get("data")
+            if not metrics:
+                continue
+            params = flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
+            rows.append({"name": exp.get("name") or rev.get("name"), "rev": rev["rev"][:7], "params": params, "metrics": metrics})
+    return rows
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def search(args: argparse.Namespace) -> None:
+    done = {row["name"] for row in experiments()}
+    wanted = [name for name in SEARCH if (not args.only or name in args.only)]
+    queued = 0
+    for name in wanted:
+        if name in done and not args.again:
+            log(f"{name}: already an experiment (--again to run it anew)")
+            continue
+        sets = [x for k, v in SEARCH[name].items() for x in ("-S", f"params.yaml:{k}={v}")]
+        dvc("exp", "run", "--queue", PIPELINE, "-n", name, *sets, *(["--force"] if name in done else []))
+        queued += 1
+    if not queued:
+        log("nothing to run")
+        return
+    log(f"running {queued} experiment(s) one at a time: `dvc queue status` and `dvc queue logs NAME` show where they are")
+    dvc("queue", "start", "-j", "1")
+    while True:
+        status = dvc("queue", "status", capture=True).stdout
+        lines = [line for line in status.splitlines() if any(s in line for s in ("Queued", "Running"))]
+        if not lines:
+            break
+        time.sleep(15)
+    failed = [line for line in dvc("queue", "status", capture=True).stdout.splitlines() if "Failed" in line]
+    if failed:
+        log("failed experiments (see `dvc queue logs NAME`):\n" + "\n".join(failed))
+    choose(args)
+
+
+# ------------------------------------------------------------------------------------------- choose
+
+
+def choose(args: argparse.Namespace) -> None:
+    rows = experiments()
+    if not rows:
+        raise MisrError("no experiment of the selection pipeline yet", hint="python benchmarks/quality.py search")
+    keys = sorted({k for name in SEARCH for k in SEARCH[name]} - {"model.name"})
+    print(f"{'experiment':<28}{'valid':>16}{'valid_ood':>16}  " + "  ".join(k.split(".", 1)[1] for k in keys))
+    for model in dict.fromkeys(r["params"].get("model.name") for r in rows):
+        mine = sorted((r for r in rows if r["params"].get("model.name") == model), key=lambda r: r["metrics"]["valid_ood_mae"])
+        for i, r in enumerate(mine):
+            m = r["metrics"]
+            cells = "  ".join(str(r["params"].get(k)) for k in keys)
+            mark = " *" if i == 0 else ""
+            print(f"{r['name'] + mark:<28}{m['valid_mae']:>9.4f}+-{m['valid_mae_std']:.3f}"
+                  f"{m['valid_ood_mae']:>9.4f}+-{m['valid_ood_mae_std']:.3f}  {cells}")
+    print("* best valid_ood MAE of its model (test was never read)")
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def bootstrap_ci(a: np.ndarray, b: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """MAE(a) - MAE(b), a and b [seeds, clips] paired by seed: the mean over seeds, and its 95% percentile
+    interval over BOOTSTRAP resamples of the test clips (the same clips for both models and every seed)."""
+    diff = np.abs(a - y[None]) - np.abs(b - y[None])  # [seeds, clips]
+    per_clip = diff.mean(axis=0)
+    idx = rng.integers(0, y.size, size=(BOOTSTRAP, y.size))
+    means = per_clip[idx].mean(axis=1)
+    return float(per_clip.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def report(args: argparse.Namespace) -> None:
+    from misr.data.synth import generate
+    from misr.evaluation.metrics import msa_metrics
+
+    base = params_with(args.overrides)
+    if args.data_seed == base.data.synth.seed:
+        raise MisrError(f"--data-seed {args.data_seed} is data.synth.seed, the data the settings were chosen on", hint="pick another")
+    seeds = args.seeds
+    synth_override = [f"data.synth.seed={args.data_seed}", f"train.seeds={seeds}"]
+    results: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store, reversed_store = Path(tmp) / "store", Path(tmp) / "reversed"
+        cfg = params_with(args.overrides + synth_override).data.synth
+        oracle = generate(cfg, store)
+        generate(cfg, reversed_store, reverse_cue=True)
+        y = {split: labels_of(store, split) for split in ("valid", "test")}
+        cue = {
+            "original": _cue_labels(store, cfg.shortcut.modality),
+            "reversed": _cue_labels(reversed_store, cfg.shortcut.modality),
+        }
+        for name in args.models:
+            p = params_with(args.overrides + synth_override + [f"model.name={name}"])
+            log(f"report: {name}")
+            splits = {"valid": store, "test": store, "reversed:test": reversed_store}
+            results[name] = train_and_predict(p, store, Path(tmp) / name, splits)
+
+    def stack(name: str, split: str) -> np.ndarray:
+        return np.stack([results[name][s][split] for s in seeds])  # [seeds, clips]
+
+    print(f"shortcut benchmark: data seed {args.data_seed} (the settings were chosen on data seed {base.data.synth.seed}); "
+          f"{len(y['test'])} test clips; training seeds {seeds}")
+    print(f"settings: params.yaml{' with ' + ' '.join(args.overrides) if args.overrides else ''}; "
+          f"model.environments {base.model.environments}, invariance {base.model.invariance.kind} "
+          f"weight {base.model.invariance.weight:g}, loss {base.model.loss.kind}, kl {base.model.kl.prior_weight:g}/"
+          f"{base.model.kl.pairwise_weight:g}, fusion {base.model.fusion}")
+    table: dict[str, dict[str, Any]] = {}
+    for name in results:
+        row = {}
+        for split in ("valid", "test"):
+            per = [msa_metrics(results[name][s][split], y[split], "mosi") for s in seeds]
+            for k in ("MAE", "Non0_acc_2", "Corr"):
+                values = np.array([m[k] for m in per])
+                row[f"{split}_{k}"] = (float(values.mean()), float(values.std()), values.tolist())
+        moved = np.abs(stack(name, "test") - stack(name, "reversed:test")).mean(axis=1)
+        per_unit = moved / np.abs(cue["original"] - cue["reversed"]).mean()
+        row["reliance"] = (float(per_unit.mean()), float(per_unit.std()), per_unit.tolist())
+        table[name] = row
+
+    print("\nvalidation (the training distribution), mean +- std over seeds")
+    print(f"{'model':<14}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}")
+    for name, row in table.items():
+        print(f"{name:<14}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr")))
+    print("\ntest (60% of clips with the cue reversed), read once; mean +- std over seeds")
+    print(f"{'model':<14}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}{'reliance':>18}")
+    for name, row in table.items():
+        print(f"{name:<14}" + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
+              + f"{row['reliance'][0]:>11.4f} +- {row['reliance'][1]:.3f}")
+    ceil = oracle["ceilings"]["test"]
+    print(f"{'oracle (test-aware Bayes)':<28}MAE {ceil['MAE']['bayes']:.4f}   ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}")
+
+    verdicts = []
+    if "misr" in table:
+        rng = np.random.default_rng(0)
+        print("\npaired test MAE difference MISR - baseline (negative: MISR better): mean over seeds, bootstrap 95% CI over clips")
+        mine = stack("misr", "test")
+        for other in (n for n in table if n != "misr"):
+            theirs = stack(other, "test")
+            d, lo, hi = bootstrap_ci(mine, theirs, y["test"], rng)
+            wins = int(sum(mae(mine[i], y["test"]) < mae(theirs[i], y["test"]) for i in range(len(seeds))))
+            print(f"  misr - {other:<13} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]   MISR better in {wins}/{len(seeds)} seeds")
+            if other in ("late_fusion", "misr_no_inv"):
+                verdicts.append((f"MISR beats {other} in every seed, CI excludes 0", wins == len(seeds) and hi < 0))
+            if other in ("misr_no_dist", "misr_z_env"):
+                verdicts.append((f"{other} has a worse mean test MAE than MISR", d < 0))
+        if "late_fusion" in table:
+            lf, me = table["late_fusion"]["test_MAE"][0], table["misr"]["test_MAE"][0]
+            closed = (lf - me) / (lf - ceil["MAE"]["bayes"])
+            print(f"\nshare of the late_fusion -> oracle test-MAE gap MISR closes: {closed:.2f}")
+            verdicts.append(("MISR closes >= half of the gap to the oracle", closed >= 0.5))
+            ratio = table["misr"]["reliance"][0] / table["late_fusion"]["reliance"][0]
+            print(f"reliance on the shortcut modality, MISR / late_fusion: {ratio:.2f}")
+            verdicts.append(("MISR's reliance <= half of late_fusion's", ratio <= 0.5))
+            gap = table["misr"]["valid_MAE"][0] - table["late_fusion"]["valid_MAE"][0]
+            print(f"valid MAE, MISR - late_fusion: {gap:+.4f}")
+            verdicts.append(("MISR's valid MAE within 0.02 of late_fusion's", gap <= 0.02))
+        print("\ntargets (issue 10; step time: benchmarks/train_speed.py)")
+        for text, ok in verdicts:
+            print(f"  {'met    ' if ok else 'NOT met'}  {text}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"data_seed": args.data_seed, "seeds": seeds, "table": table, "ceilings": ceil}, indent=2))
+
+
+def _cue_labels(store: Path, modality: str) -> np.ndarray:
+    from misr.store import FeatureStore
+
+    return FeatureStore(store).load_split("test").unimodal_labels[modality].numpy().astype(np.float64)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[1111, 1112, 1113])
-    ap.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
-    ap.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override, repeatable")
-    ap.add_argument("--store", type=Path, default=None, help="reuse this synthetic store instead of generating one")
-    ap.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("select", help="one setting: train, then valid and valid_ood MAE (never test)")
+    s.add_argument("--out", default=None, help=f"default {SELECTION.relative_to(REPO)}")
+    s = sub.add_parser("search", help="queue and run the settings of SEARCH as DVC experiments")
+    s.add_argument("--only", nargs="+", choices=list(SEARCH), help="these settings only")
+    s.add_argument("--again", action="store_true", help="run settings that already have an experiment anew")
+    sub.add_parser("choose", help="every experiment, ranked on valid_ood MAE per model")
+    s = sub.add_parser("report", help="params.yaml's settings on a fresh data seed; test read once")
+    s.add_argument("--data-seed", type=int, default=2027)
+    s.add_argument("--seeds", nargs="+", type=int, default=REPORT_SEEDS)
+    s.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    s.add_argument("--json", default=None, help="also write the raw numbers here")
+    for p in sub.choices.values():
+        p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override, repeatable")
     args = ap.parse_args()
-
-    overrides = list(args.overrides) + [f"train.seeds={args.seeds}"]
-    if args.epochs:
-        overrides.append(f"train.epochs={args.epochs}")
-    base = load_params(REPO / "params.yaml", overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or Path(tmp) / "store"
-        if args.store is None:
-            generate(base.data.synth, store)
-        oracle = json.loads((store / "oracle.json").read_text())
-        test = Batches(FeatureStore(store).load_split("test"), torch.device("cpu"))
-        labels = test.data.labels.numpy()
-        results: dict[str, list[dict[str, float]]] = {}
-        for name in args.models:
-            params = load_params(REPO / "params.yaml", overrides + [f"model.name={name}"])
-            started = time.perf_counter()
-            train(params.model, params.train, params.features, MOSI, store, Path(tmp) / name)
-            results[name] = []
-            for seed in args.seeds:
-                model, _ = load_best(Path(tmp) / name / f"seed-{seed}")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    results[name].append(msa_metrics(predict(model, test, 64), labels, "mosi"))
-            print(f"{name}: trained {len(args.seeds)} seed(s) in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-
-    stats = oracle["label_stats"]
-    print(
-        f"synthetic set: train {stats['train']['n']} clips (positive {stats['train']['positive']:.2f}, conflict "
-        f"{stats['train']['conflict']:.2f}); test {stats['test']['n']} clips (positive {stats['test']['positive']:.2f}, "
-        f"conflict {stats['test']['conflict']:.2f}); seeds {args.seeds}"
-    )
-    header = f"{'model':<14}" + "".join(f"{k:>18}" for k in KEYS)
-    print(header)
-    print("-" * len(header))
-    for name, runs in results.items():
-        cells = []
-        for k in KEYS:
-            values = np.array([r[k] for r in runs])
-            cells.append(f"{values.mean():.3f} +- {values.std():.3f}")
-        print(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
-    for label, block in (("oracle", oracle["oracle"]["test"]), ("train mean", oracle["train_mean_baseline"]["test"])):
-        print(f"{label:<14}" + "".join(f"{block[k]:>18.3f}" for k in KEYS))
-    if args.json:
-        args.json.write_text(json.dumps({"results": results, "oracle": oracle}, indent=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        {"select": select, "search": search, "choose": choose, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def synth_store(tmp_path_factory):
     from tests.helpers import params
 
     root = tmp_path_factory.mktemp("stop") / "synth"
-    generate(params("data.synth.n_clips={train: 400, valid: 50, test: 10}").data.synth, root)
+    generate(params("data.synth.scenario=shift", "data.synth.n_clips={train: 400, valid: 50, test: 10}").data.synth, root)
     return root
 
 

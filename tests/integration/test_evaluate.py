@@ -15,6 +15,7 @@ from tests.helpers import TINY_TRAINING, evaluate, params, train
 TINY = [
     *TINY_TRAINING,
     "data.dataset=synth",
+    "data.synth.scenario=shift",
     "data.synth.n_clips={train: 96, valid: 32, test: 40}",
     "train.epochs=3",
     "train.seeds=[3, 4]",

@@ -167,7 +167,16 @@ def test_the_committed_results_are_those_of_the_committed_code():
     """dvc.lock (and so the committed metrics and cards) must describe the code and params beside it.
 
     After changing code or params a stage depends on, re-run the pipeline (`dvc repro`) and commit its outputs.
+    The main pipeline only: benchmarks/quality/dvc.yaml records the search as it was run, on the code of then.
     """
-    res = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "dvc", "status", "dvc.yaml", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert stale_results(json.loads(res.stdout or "{}")) == []
+
+
+def test_the_quality_search_declares_every_project_file_its_script_imports():
+    stage = yaml.safe_load((REPO / "benchmarks" / "quality" / "dvc.yaml").read_text())["stages"]["select"]
+    assert stage["wdir"] == "../.." and stage["cmd"].startswith("python benchmarks/quality.py select")
+    needed = closure(REPO / "benchmarks" / "quality.py")
+    assert [str(p.relative_to(REPO)) for p in needed if not covered(p, stage["deps"])] == []
+    assert [d for d in stage["deps"] if not any(covered(p, [d]) for p in needed)] == []
