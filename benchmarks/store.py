@@ -57,7 +57,7 @@ def padded_load(args) -> None:
     params = load_params(
         REPO / "params.yaml",
         [
-            f"data.synth.n_clips={{train: {args.clips}, valid: 10, test: 10}}",
+            f"data.synth.n_clips={{train: {args.clips}, valid: 10, valid_ood: 10, test: 10}}",
             f"data.synth.audio_dim={dims[0]}",
             f"data.synth.visual_dim={dims[1]}",
             f"data.synth.audio_frames={frames}",

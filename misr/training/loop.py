@@ -201,11 +201,11 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
     for epoch in range(job.state.epoch + 1, tc.epochs):
         if job.state.finished:
             break
-        epoch_started = time.perf_counter()
         if penalty_switches_on(run.settings.model, epoch):
             # IRM practice (Arjovsky et al.'s reference code): Adam's moments were shaped by the risk alone
             job.optimizer.state.clear()
-        set_groups(run, job, train_batches, epoch)
+        set_groups(run, job, train_batches, epoch)  # once: inference over the training split, not a step
+        epoch_started = time.perf_counter()
         sums, n_batches, penalty_weight, waited = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
         step_seconds += time.perf_counter() - epoch_started
         data_seconds += waited

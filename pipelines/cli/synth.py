@@ -22,6 +22,7 @@ def synth_command(
     n_train: int | None = typer.Option(None, "--n-train", help="clips in the train split"),
     n_valid: int | None = typer.Option(None, "--n-valid", help="clips in the valid split"),
     n_test: int | None = typer.Option(None, "--n-test", help="clips in the test split"),
+    n_valid_ood: int | None = typer.Option(None, "--n-valid-ood", help="clips in the valid_ood split (shortcut scenario)"),
     like: str | None = typer.Option(
         None, help="feature dimensions of a standard set: mosi (audio 5, visual 20) or mosei (audio 74, visual 35)"
     ),
@@ -41,9 +42,10 @@ def synth_command(
 ) -> None:
     """Write a synthetic MSA data set (features, labels, splits) straight into a feature store.
 
-    Every option defaults to `data.synth` in params.yaml. The test split can be shifted from train
-    (other imbalance and conflict rate), or, with -S data.synth.scenario=shortcut, hold a subgroup where one
-    modality's sign cue flips (plus a valid_ood split drawn like test). Also writes oracle.json: the metrics of the
+    Every option defaults to `data.synth` in params.yaml. The default scenario, shortcut, holds a subgroup
+    where one modality's sign cue flips, rare in train and valid, common in valid_ood and test (valid_ood is
+    drawn like test, for choosing settings). With -S data.synth.scenario=shift the test split is instead
+    shifted from train by the options below (other imbalance and conflict rate). Also writes oracle.json: the metrics of the
     Bayes-optimal predictor from each modality's expressed sentiment (the ceiling), per metric under the split's own
     and under training's distribution, and of the training mean (the floor).
     """
@@ -55,7 +57,7 @@ def synth_command(
             raise MisrError(f"--like must be mosi or mosei (got {like!r})")
         overrides += [f"data.synth.audio_dim={LIKE[like][0]}", f"data.synth.visual_dim={LIKE[like][1]}"]
     simple: dict[str, Any] = {"seed": seed, "audio_dim": audio_dim, "visual_dim": visual_dim}
-    simple.update({f"n_clips.{s}": n for s, n in (("train", n_train), ("valid", n_valid), ("test", n_test))})
+    simple.update({f"n_clips.{s}": n for s, n in (("train", n_train), ("valid", n_valid), ("test", n_test), ("valid_ood", n_valid_ood))})
     for split in ("train", "valid"):
         simple[f"splits.{split}.positive_ratio"] = positive_ratio
         simple[f"splits.{split}.conflict_rate"] = conflict_rate
@@ -63,6 +65,13 @@ def synth_command(
     simple["splits.test.conflict_rate"] = test_conflict_rate
     overrides += [f"data.synth.{k}={v}" for k, v in simple.items() if v is not None]
     cfg = load(params, overrides)
+    shift_only = {"--test-positive-ratio": test_positive_ratio, "--conflict-rate": conflict_rate, "--test-conflict-rate": test_conflict_rate}
+    given = [flag for flag, value in shift_only.items() if value is not None]
+    if given and cfg.data.synth.scenario == "shortcut":
+        raise MisrError(
+            f"{', '.join(given)}: options of the shift scenario; the shortcut scenario draws every split with the training shape",
+            hint="add -S data.synth.scenario=shift",
+        )
     target = out_dir or dataset_with(cfg, "synth", "features_dir").features_dir
 
     with progress_bar(transient=True) as bar:

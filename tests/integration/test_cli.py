@@ -48,12 +48,13 @@ def test_synth_then_inspect(tmp_path, params_file):
         10,
         "--n-test",
         10,
+        "--n-valid-ood",
+        10,
         "--like",
         "mosei",
-        "--test-conflict-rate",
-        0.5,
     )
     assert res.returncode == 0, res.stderr
+    assert "valid_ood" in res.stdout
     assert "oracle" in res.stdout and "train mean" in res.stdout
     res = misr("inspect", store, "--params", params_file, "--split", "test")
     assert res.returncode == 0, res.stderr
@@ -72,3 +73,7 @@ def test_bad_paths_and_corrupt_files_give_one_clear_line(tmp_path, params_file):
     assert_clean_error(misr("inspect", store, "--params", params_file), "clips.parquet is not a readable Parquet file")
     assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "x", "--like", "iemocap"), "--like must be mosi or mosei")
     assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "x", "--conflict-rate", 2), "conflict_rate")
+    shift_flag = misr("synth", "--params", params_file, "--out", tmp_path / "x", "--test-conflict-rate", 0.5)
+    assert_clean_error(shift_flag, "--test-conflict-rate: options of the shift scenario", "data.synth.scenario=shift")
+    shifted = misr("synth", "--params", params_file, "--out", tmp_path / "y", "--n-train", 10, "--test-conflict-rate", 0.5, "-S", "data.synth.scenario=shift")
+    assert shifted.returncode == 0, shifted.stderr
