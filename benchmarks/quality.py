@@ -76,6 +76,8 @@ SEARCH: dict[str, dict[str, Any]] = {
     "misr-vrex-w10-kl0.01": {**MISR_BASE, "model.kl.prior_weight": 0.01, "model.kl.pairwise_weight": 0.01},
     "misr-vrex-w10-zenv": {**MISR_BASE, "model.environments": "z_plus_unimodal"},
     "misr-vrex-w10-poe": {**MISR_BASE, "model.fusion": "poe"},
+    # the second round: the two best of the first, combined
+    "misr-vrex-w1-poe": {**MISR_BASE, "model.invariance.weight": 1.0, "model.fusion": "poe"},
 }
 
 
@@ -169,7 +171,8 @@ def dvc(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
 
 def experiments() -> list[dict[str, Any]]:
     """Every experiment of the selection pipeline: name, params (flattened), metrics."""
-    shown = json.loads(dvc("exp", "show", "--json", "--force", capture=True).stdout)
+    # every commit: experiments stay attached to the commit they were queued from
+    shown = json.loads(dvc("exp", "show", "--json", "--force", "--all-commits", capture=True).stdout)
     rows = []
     for commit in shown:
         for exp in commit.get("experiments") or []:
@@ -214,6 +217,8 @@ def search(args: argparse.Namespace) -> None:
         lines = [line for line in status.splitlines() if any(s in line for s in ("Queued", "Running"))]
         if not lines:
             break
+        if "0 active" in status and not any("Running" in line for line in lines):
+            dvc("queue", "start", "-j", "1")  # a worker can stop between tasks with work still queued
         time.sleep(15)
     failed = [line for line in dvc("queue", "status", capture=True).stdout.splitlines() if "Failed" in line]
     if failed:
@@ -276,9 +281,20 @@ def report(args: argparse.Namespace) -> None:
         }
         for name in args.models:
             p = params_with(args.overrides + synth_override + [f"model.name={name}"])
+            kept = Path(args.keep) / f"{name}.json" if args.keep else None
+            settings = {"model": p.model.model_dump(mode="json"), "train": p.train.model_dump(mode="json"), "synth": cfg.model_dump(mode="json")}
+            if kept is not None and kept.exists() and json.loads(kept.read_text())["settings"] == settings:
+                log(f"report: {name}: predictions of {kept} (same settings)")
+                saved = json.loads(kept.read_text())["predictions"]
+                results[name] = {int(s): {k: np.array(v) for k, v in per.items()} for s, per in saved.items()}
+                continue
             log(f"report: {name}")
             splits = {"valid": store, "test": store, "reversed:test": reversed_store}
             results[name] = train_and_predict(p, store, Path(tmp) / name, splits)
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                predictions = {str(s): {k: v.tolist() for k, v in per.items()} for s, per in results[name].items()}
+                kept.write_text(json.dumps({"settings": settings, "predictions": predictions}))
 
     def stack(name: str, split: str) -> np.ndarray:
         return np.stack([results[name][s][split] for s in seeds])  # [seeds, clips]
@@ -366,6 +382,7 @@ def main() -> None:
     s.add_argument("--seeds", nargs="+", type=int, default=REPORT_SEEDS)
     s.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     s.add_argument("--json", default=None, help="also write the raw numbers here")
+    s.add_argument("--keep", default=None, help="keep each model's predictions in this folder; a rerun with the same settings reuses them")
     for p in sub.choices.values():
         p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override, repeatable")
     args = ap.parse_args()
