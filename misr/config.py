@@ -115,11 +115,11 @@ class SynthConfig(Section):
 
     seed: int = Field(1111, ge=0)
     n_clips: dict[Literal["train", "valid", "valid_ood", "test"], int] = Field(
-        default_factory=lambda: {"train": 600, "valid": 150, "test": 150},
+        default_factory=lambda: {"train": 600, "valid": 150, "valid_ood": 300, "test": 1000},
         description="clips per split; valid_ood (optional) is drawn like test and is meant for choosing settings",
     )
     scenario: Literal["shift", "shortcut"] = Field(
-        "shift",
+        "shortcut",
         description="shift: the splits differ in label prior and conflict rate (`splits`); "
         "shortcut: one modality's sign cue flips in a subgroup that grows from train to test (`shortcut`)",
     )
@@ -266,17 +266,17 @@ class TextEncoderConfig(Section):
 
 
 class KLConfig(Section):
-    prior_weight: float = Field(0.01, ge=0, description="KL of each modality Gaussian to N(0, I)")
-    pairwise_weight: float = Field(0.01, ge=0, description="pairwise KL between modality Gaussians")
+    prior_weight: float = Field(0.001, ge=0, description="KL of each modality Gaussian to N(0, I)")
+    pairwise_weight: float = Field(0.001, ge=0, description="pairwise KL between modality Gaussians")
     logvar_min: float = Field(-8.0, ge=-30, le=0)
     logvar_max: float = Field(8.0, ge=0, le=30)
 
 
 class InvarianceConfig(Section):
     kind: Literal["irm", "vrex"] = "vrex"
-    weight: float = Field(10.0, ge=0, description="lambda_inv once warmed up")
-    warmup_epochs: int = Field(2, ge=0, description="epochs of warm-up before the penalty has its full weight")
-    schedule: Literal["linear", "step"] = Field("linear", description="linear ramp from 0, or 0 then a step to `weight`")
+    weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
+    warmup_epochs: int = Field(10, ge=0, description="epochs of warm-up before the penalty has its full weight")
+    schedule: Literal["linear", "step"] = Field("step", description="linear ramp from 0, or 0 then a step to `weight`")
 
 
 class LossConfig(Section):
@@ -298,14 +298,14 @@ class ModelConfig(Section):
     )
     dropout: float = Field(0.1, ge=0, lt=1)
     fusion: Literal["softmax", "poe"] = Field(
-        "softmax",
+        "poe",
         description="softmax: z = sum_m softmax_m(1/sigma_m) z_m per dimension; poe: a product of the Gaussian experts "
         "(precision-weighted mean and variance, one draw). Either way a missing modality gets weight 0",
     )
     environments: Literal["z_plus_unimodal", "unimodal", "groups"] = Field(
-        "z_plus_unimodal",
-        description="{z, z+h_t, z+h_a, z+h_v}, {z, h_t, h_a, h_v} (views of the same clips), or groups: training clips "
-        "partitioned by cross-modal agreement, the penalty on f(z) across the groups (misr/training/groups.py)",
+        "groups",
+        description="groups: training clips partitioned by cross-modal agreement, the penalty on f(z) across the groups "
+        "(misr/training/groups.py); or views of the same clips: {z, z+u_t, z+u_a, z+u_v}, {z, u_t, u_a, u_v}",
     )
     z_env_samples: int = Field(4, ge=2, le=64, description="misr_z_env: environments are this many draws of z")
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
