@@ -20,8 +20,12 @@ label's sign in ~90% of train and valid clips and the reversed sign in ~60% of v
    bootstrap 95% CI over test clips, the share of the late-fusion-to-oracle gap MISR closes, the reliance
    on the shortcut modality, and each target of issue 10, met or not.
 
+`late_fusion_no_cue` is a reference: late fusion trained and tested on the same clips with the shortcut
+modality's sentiment muted (`generate(cue="muted")`), about the best an invariant model can do with
+these encoders.
+
 Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
-negated (the counterfactual store of `generate(..., reverse_cue=True)`: same clips, same noise, only that
+negated (the counterfactual store of `generate(..., cue="reversed")`: same clips, same noise, only that
 modality's features differ), per unit of expressed sentiment changed: mean|y(x) - y(x')| / mean|e_v - e_v'|.
 0 for a model that ignores the cue; ~1 for one that follows it one to one.
 """
@@ -49,6 +53,9 @@ from misr.errors import MisrError  # noqa: E402
 PIPELINE = "benchmarks/quality/dvc.yaml"
 SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
 MODELS = ["misr", "misr_no_dist", "misr_no_inv", "misr_z_env", "late_fusion"]
+# A reference, not a competitor: late fusion trained and tested where the shortcut modality carries no
+# sentiment (`generate(cue="muted")`): about the best a model that ignores the cue can do with these encoders.
+REFERENCE = "late_fusion_no_cue"
 REPORT_SEEDS = [1111, 1112, 1113, 1114, 1115]
 BOOTSTRAP = 2000
 
@@ -270,17 +277,19 @@ def report(args: argparse.Namespace) -> None:
     synth_override = [f"data.synth.seed={args.data_seed}", f"train.seeds={seeds}"]
     results: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        store, reversed_store = Path(tmp) / "store", Path(tmp) / "reversed"
+        store, reversed_store, muted_store = Path(tmp) / "store", Path(tmp) / "reversed", Path(tmp) / "muted"
         cfg = params_with(args.overrides + synth_override).data.synth
         oracle = generate(cfg, store)
-        generate(cfg, reversed_store, reverse_cue=True)
+        generate(cfg, reversed_store, cue="reversed")
+        if REFERENCE in args.models:
+            generate(cfg, muted_store, cue="muted")
         y = {split: labels_of(store, split) for split in ("valid", "test")}
         cue = {
             "original": _cue_labels(store, cfg.shortcut.modality),
             "reversed": _cue_labels(reversed_store, cfg.shortcut.modality),
         }
         for name in args.models:
-            p = params_with(args.overrides + synth_override + [f"model.name={name}"])
+            p = params_with(args.overrides + synth_override + [f"model.name={'late_fusion' if name == REFERENCE else name}"])
             kept = Path(args.keep) / f"{name}.json" if args.keep else None
             settings = {"model": p.model.model_dump(mode="json"), "train": p.train.model_dump(mode="json"), "synth": cfg.model_dump(mode="json")}
             if kept is not None and kept.exists() and json.loads(kept.read_text())["settings"] == settings:
@@ -289,8 +298,12 @@ def report(args: argparse.Namespace) -> None:
                 results[name] = {int(s): {k: np.array(v) for k, v in per.items()} for s, per in saved.items()}
                 continue
             log(f"report: {name}")
-            splits = {"valid": store, "test": store, "reversed:test": reversed_store}
-            results[name] = train_and_predict(p, store, Path(tmp) / name, splits)
+            if name == REFERENCE:  # trained and scored where the cue modality carries no sentiment
+                splits = {"valid": muted_store, "test": muted_store, "reversed:test": muted_store}
+                results[name] = train_and_predict(p, muted_store, Path(tmp) / name, splits)
+            else:
+                splits = {"valid": store, "test": store, "reversed:test": reversed_store}
+                results[name] = train_and_predict(p, store, Path(tmp) / name, splits)
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 predictions = {str(s): {k: v.tolist() for k, v in per.items()} for s, per in results[name].items()}
@@ -319,16 +332,16 @@ def report(args: argparse.Namespace) -> None:
         table[name] = row
 
     print("\nvalidation (the training distribution), mean +- std over seeds")
-    print(f"{'model':<14}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}")
+    print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}")
     for name, row in table.items():
-        print(f"{name:<14}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr")))
+        print(f"{name:<20}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr")))
     print("\ntest (60% of clips with the cue reversed), read once; mean +- std over seeds")
-    print(f"{'model':<14}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}{'reliance':>18}")
+    print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}{'reliance':>18}")
     for name, row in table.items():
-        print(f"{name:<14}" + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
+        print(f"{name:<20}" + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
               + f"{row['reliance'][0]:>11.4f} +- {row['reliance'][1]:.3f}")
     ceil = oracle["ceilings"]["test"]
-    print(f"{'oracle (test-aware Bayes)':<28}MAE {ceil['MAE']['bayes']:.4f}   ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}")
+    print(f"{'oracle (test-aware Bayes)':<27}MAE {ceil['MAE']['bayes']:.4f}   ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}")
 
     verdicts = []
     if "misr" in table:
@@ -339,10 +352,10 @@ def report(args: argparse.Namespace) -> None:
             theirs = stack(other, "test")
             d, lo, hi = bootstrap_ci(mine, theirs, y["test"], rng)
             wins = int(sum(mae(mine[i], y["test"]) < mae(theirs[i], y["test"]) for i in range(len(seeds))))
-            print(f"  misr - {other:<13} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]   MISR better in {wins}/{len(seeds)} seeds")
+            print(f"  misr - {other:<19} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]   MISR better in {wins}/{len(seeds)} seeds")
             if other in ("late_fusion", "misr_no_inv"):
                 verdicts.append((f"MISR beats {other} in every seed, CI excludes 0", wins == len(seeds) and hi < 0))
-            if other in ("misr_no_dist", "misr_z_env"):
+            if other in ("misr_no_dist", "misr_z_env"):  # (late_fusion_no_cue is a reference: no target)
                 verdicts.append((f"{other} has a worse mean test MAE than MISR", d < 0))
         if "late_fusion" in table:
             lf, me = table["late_fusion"]["test_MAE"][0], table["misr"]["test_MAE"][0]
@@ -380,7 +393,7 @@ def main() -> None:
     s = sub.add_parser("report", help="params.yaml's settings on a fresh data seed; test read once")
     s.add_argument("--data-seed", type=int, default=2027)
     s.add_argument("--seeds", nargs="+", type=int, default=REPORT_SEEDS)
-    s.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    s.add_argument("--models", nargs="+", default=MODELS + [REFERENCE], choices=MODELS + [REFERENCE])
     s.add_argument("--json", default=None, help="also write the raw numbers here")
     s.add_argument("--keep", default=None, help="keep each model's predictions in this folder; a rerun with the same settings reuses them")
     for p in sub.choices.values():

@@ -57,16 +57,19 @@ def generate(
     out: str | Path,
     force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
-    reverse_cue: bool = False,
+    cue: str = "kept",
 ) -> dict[str, Any]:
     """Write a synthetic store at `out` and return its oracle (also written to oracle.json).
 
-    `reverse_cue` (shortcut scenario) writes the counterfactual store: the same clips, labels and noise
-    draws, with the shortcut modality's expressed sentiment negated, so only that modality's features
-    differ. `benchmarks/quality.py` measures a model's reliance on the cue with it.
+    `cue` (shortcut scenario): "kept" as drawn; "reversed" writes the counterfactual store (the same clips,
+    labels and noise draws, with the shortcut modality's expressed sentiment negated, so only that
+    modality's features differ); "muted" sets that sentiment to 0 (the modality carries no cue at all).
+    `benchmarks/quality.py` measures a model's reliance on the cue, and what a model without it reaches.
     """
-    if reverse_cue and cfg.scenario != "shortcut":
-        raise MisrError("reverse_cue needs data.synth.scenario shortcut: the other scenario has no cue to reverse")
+    if cue not in ("kept", "reversed", "muted"):
+        raise MisrError(f"cue must be kept, reversed or muted (got {cue!r})")
+    if cue != "kept" and cfg.scenario != "shortcut":
+        raise MisrError(f"cue={cue} needs data.synth.scenario shortcut: the other scenario has no cue")
     store = FeatureStore(out)
     _prepare_folder(store, force)
     clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
@@ -76,9 +79,9 @@ def generate(
         n = cfg.n_clips[split]
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, split_index]))
         sample = draw_shortcut_split(cfg, split, n, rng) if cfg.scenario == "shortcut" else draw_split(cfg, split, n, rng)
-        if reverse_cue:
+        if cue != "kept":
             # after every draw of the split: the rest of the stream, and so every other feature, is unchanged
-            sample.expressed[:, MODALITIES.index(cfg.shortcut.modality)] *= -1.0
+            sample.expressed[:, MODALITIES.index(cfg.shortcut.modality)] *= -1.0 if cue == "reversed" else 0.0
         samples[split] = sample
         for i in range(n):
             key = clip_key(f"synth_{split}_{i // 10:04d}", f"{i % 10}")

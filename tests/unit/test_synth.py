@@ -219,7 +219,7 @@ def test_scenario_shortcut_without_a_valid_ood_split_is_a_clear_error():
 def test_the_reversed_cue_store_differs_from_the_original_only_in_the_cue_modality(tmp_path):
     cfg = shortcut_cfg()
     generate(cfg, tmp_path / "a")
-    generate(cfg, tmp_path / "b", reverse_cue=True)
+    generate(cfg, tmp_path / "b", cue="reversed")
     a, b = FeatureStore(tmp_path / "a"), FeatureStore(tmp_path / "b")
     for split in ("train", "test"):
         x, y = a.load_split(split), b.load_split(split)
@@ -230,6 +230,15 @@ def test_the_reversed_cue_store_differs_from_the_original_only_in_the_cue_modali
         assert np.array_equal(x.unimodal_labels["visual"].numpy(), -y.unimodal_labels["visual"].numpy())
 
 
-def test_reversing_the_cue_needs_the_shortcut_scenario(tmp_path, small_synth):
-    with pytest.raises(MisrError, match="reverse_cue needs data.synth.scenario shortcut"):
-        generate(small_synth, tmp_path / "s", reverse_cue=True)
+def test_a_muted_cue_leaves_the_modality_without_sentiment(tmp_path):
+    cfg = shortcut_cfg()
+    generate(cfg, tmp_path / "m", cue="muted")
+    data = FeatureStore(tmp_path / "m").load_split("train")
+    assert np.all(data.unimodal_labels["visual"].numpy() == 0) and np.any(data.unimodal_labels["text"].numpy() != 0)
+
+
+def test_changing_the_cue_needs_the_shortcut_scenario(tmp_path, small_synth):
+    with pytest.raises(MisrError, match="cue=reversed needs data.synth.scenario shortcut"):
+        generate(small_synth, tmp_path / "s", cue="reversed")
+    with pytest.raises(MisrError, match="cue must be kept, reversed or muted"):
+        generate(shortcut_cfg(), tmp_path / "t", cue="flipped")
