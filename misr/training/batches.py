@@ -75,6 +75,10 @@ class Batches:
     def labels(self) -> torch.Tensor:
         return self.data.labels
 
+    @property
+    def unimodal_labels(self) -> dict[str, torch.Tensor]:
+        return self.data.unimodal_labels
+
     def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
         """The training order of an epoch: a permutation that depends on (seed, epoch) only."""
         if not shuffle:
@@ -108,12 +112,18 @@ class Batches:
 
 
 class StreamedBatches(Batches):
-    """Batches of a split read lazily from the store's row groups (`SplitStream`), in its block-shuffled order."""
+    """Batches of a split read lazily from the store's row groups (`SplitStream`), in its block-shuffled order.
+
+    With `groups` set, each batch carries its rows' "group"; the order stays block-shuffled (reading the
+    store in a stratified order would touch every row group for every batch), so a batch holds each group
+    in proportion only on average.
+    """
 
     def __init__(self, stream: SplitStream, device: torch.device):
         self.stream = stream
         self.device = device
         self.pin = device.type == "cuda"
+        self.groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.stream)
@@ -122,11 +132,18 @@ class StreamedBatches(Batches):
     def labels(self) -> torch.Tensor:
         return self.stream.labels
 
+    @property
+    def unimodal_labels(self) -> dict[str, torch.Tensor]:
+        return self.stream.unimodal_labels
+
     def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
         return self.stream.order(seed, epoch, shuffle)
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        return Batches(self.stream.take(idx), self.device).get(torch.arange(len(idx)))
+        batch = Batches(self.stream.take(idx), self.device).get(torch.arange(len(idx)))
+        if self.groups is not None:
+            batch["group"] = self._to_device(self.groups[idx])
+        return batch
 
 
 def batches_for(split: SplitData | SplitStream, device: torch.device) -> Batches:

@@ -42,7 +42,7 @@ class Partition:
 
 def unimodal_sentiments(model: nn.Module, batches: Batches, batch_size: int) -> tuple[dict[str, np.ndarray], str]:
     """Each modality's sentiment per training clip: its labels when known for every clip, else the model's."""
-    labels = batches.data.unimodal_labels
+    labels = batches.unimodal_labels
     if all(m in labels and not torch.isnan(labels[m]).any() for m in MODALITIES):
         return {m: labels[m].numpy() for m in MODALITIES}, "labels"
     return {m: predict(model, _Only(batches, m), batch_size) for m in MODALITIES}, "predictions"
@@ -74,15 +74,17 @@ def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=N
     return Partition(name, source, candidates[name][1].tolist(), candidates[name][0], {k: v for k, (v, _) in candidates.items()})
 
 
-class _Only(Batches):
+class _Only:
     """The split with every modality but one removed (fusion weight 0): the unimodal representation's prediction."""
 
     def __init__(self, inner: Batches, keep: str):
-        super().__init__(inner.data, inner.device)
-        self.keep = keep
+        self.inner, self.keep = inner, keep
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = super().get(idx)
+        batch = self.inner.get(idx)
         for m in MODALITIES:
             if m != self.keep:
                 batch = zero_modality(batch, m)

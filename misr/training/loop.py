@@ -30,7 +30,6 @@ from torch import nn
 
 from misr.errors import MisrError
 from misr.model import build_model, loss_terms, loss_weights, total_loss
-from misr.store.stream import SplitStream
 from misr.training import checkpoints
 from misr.training.batches import Batches, batches_for, drop_modalities, epoch_batches
 from misr.training.checkpoints import RunSettings
@@ -247,9 +246,7 @@ def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
     if cfg.environments != "groups" or cfg.name in ("misr_no_inv", "late_fusion", "misr_z_env"):
         return
     if job.state.groups is None and loss_weights(cfg, epoch)["invariance"] > 0:
-        if isinstance(run.loaded.train, SplitStream):
-            raise MisrError("model.environments groups needs the training split in memory", hint="set train.stream=memory")
-        chosen = choose_partition(job.model, Batches(run.loaded.train, run.device), run.settings.train.batch_size, cfg.loss)
+        chosen = choose_partition(job.model, batches_for(run.loaded.train, run.device), run.settings.train.batch_size, cfg.loss)
         job.state.groups = chosen.group
         job.state.partition = {"name": chosen.name, "source": chosen.source, "violation": chosen.violation, "candidates": chosen.candidates}
     if job.state.groups is not None and batches.groups is None:

@@ -88,3 +88,17 @@ def test_a_missing_part_is_a_clear_error_naming_the_file(store, tmp_path):
     path.unlink()
     with pytest.raises(StoreError, match="disappeared while training"):
         stream.take(torch.tensor([0, 1]))
+
+
+def test_groups_environments_train_from_the_store_too(store, tmp_path):
+    """The default environments (groups) with a store read batch by batch: the partition is inferred over
+    the streamed split, and the batches carry each clip's group."""
+    import torch
+
+    p = params(*TINY_TRAINING, "train.stream=store", "train.epochs=3", "train.seeds=[3]", "model.invariance.warmup_epochs=1")
+    summary = train(p, store, tmp_path / "m")
+    env = summary["seeds"]["3"]["environments"]
+    assert env["source"] == "labels" and env["name"].endswith("disagrees")
+    state = torch.load(tmp_path / "m" / "seed-3" / "last.pt", weights_only=True)
+    assert len(state["groups"]) == len(SplitStream(FeatureStore(store), "train"))
+    assert state["history"][-1]["train_invariance"] > 0
