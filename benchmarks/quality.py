@@ -162,8 +162,10 @@ def select(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else SELECTION
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{p.model.name}: valid MAE {result['valid_mae']:.4f} +- {result['valid_mae_std']:.4f}, "
-          f"valid_ood MAE {result['valid_ood_mae']:.4f} +- {result['valid_ood_mae_std']:.4f}")
+    print(
+        f"{p.model.name}: valid MAE {result['valid_mae']:.4f} +- {result['valid_mae_std']:.4f}, "
+        f"valid_ood MAE {result['valid_ood_mae']:.4f} +- {result['valid_ood_mae_std']:.4f}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -248,8 +250,10 @@ def choose(args: argparse.Namespace) -> None:
             m = r["metrics"]
             cells = "  ".join(str(r["params"].get(k)) for k in keys)
             mark = " *" if i == 0 else ""
-            print(f"{r['name'] + mark:<28}{m['valid_mae']:>9.4f}+-{m['valid_mae_std']:.3f}"
-                  f"{m['valid_ood_mae']:>9.4f}+-{m['valid_ood_mae_std']:.3f}  {cells}")
+            print(
+                f"{r['name'] + mark:<28}{m['valid_mae']:>9.4f}+-{m['valid_mae_std']:.3f}"
+                f"{m['valid_ood_mae']:>9.4f}+-{m['valid_ood_mae_std']:.3f}  {cells}"
+            )
     print("* best valid_ood MAE of its model (test was never read)")
 
 
@@ -291,7 +295,11 @@ def report(args: argparse.Namespace) -> None:
         for name in args.models:
             p = params_with(args.overrides + synth_override + [f"model.name={'late_fusion' if name == REFERENCE else name}"])
             kept = Path(args.keep) / f"{name}.json" if args.keep else None
-            settings = {"model": p.model.model_dump(mode="json"), "train": p.train.model_dump(mode="json"), "synth": cfg.model_dump(mode="json")}
+            settings = {
+                "model": p.model.model_dump(mode="json"),
+                "train": p.train.model_dump(mode="json"),
+                "synth": cfg.model_dump(mode="json"),
+            }
             if kept is not None and kept.exists() and json.loads(kept.read_text())["settings"] == settings:
                 log(f"report: {name}: predictions of {kept} (same settings)")
                 saved = json.loads(kept.read_text())["predictions"]
@@ -312,12 +320,16 @@ def report(args: argparse.Namespace) -> None:
     def stack(name: str, split: str) -> np.ndarray:
         return np.stack([results[name][s][split] for s in seeds])  # [seeds, clips]
 
-    print(f"shortcut benchmark: data seed {args.data_seed} (the settings were chosen on data seed {base.data.synth.seed}); "
-          f"{len(y['test'])} test clips; training seeds {seeds}")
-    print(f"settings: params.yaml{' with ' + ' '.join(args.overrides) if args.overrides else ''}; "
-          f"model.environments {base.model.environments}, invariance {base.model.invariance.kind} "
-          f"weight {base.model.invariance.weight:g}, loss {base.model.loss.kind}, kl {base.model.kl.prior_weight:g}/"
-          f"{base.model.kl.pairwise_weight:g}, fusion {base.model.fusion}")
+    print(
+        f"shortcut benchmark: data seed {args.data_seed} (the settings were chosen on data seed {base.data.synth.seed}); "
+        f"{len(y['test'])} test clips; training seeds {seeds}"
+    )
+    print(
+        f"settings: params.yaml{' with ' + ' '.join(args.overrides) if args.overrides else ''}; "
+        f"model.environments {base.model.environments}, invariance {base.model.invariance.kind} "
+        f"weight {base.model.invariance.weight:g}, loss {base.model.loss.kind}, kl {base.model.kl.prior_weight:g}/"
+        f"{base.model.kl.pairwise_weight:g}, fusion {base.model.fusion}"
+    )
     table: dict[str, dict[str, Any]] = {}
     for name in results:
         row = {}
@@ -334,14 +346,22 @@ def report(args: argparse.Namespace) -> None:
     print("\nvalidation (the training distribution), mean +- std over seeds")
     print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}")
     for name, row in table.items():
-        print(f"{name:<20}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr")))
+        print(
+            f"{name:<20}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
+        )
     print("\ntest (60% of clips with the cue reversed), read once; mean +- std over seeds")
     print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}{'reliance':>18}")
     for name, row in table.items():
-        print(f"{name:<20}" + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
-              + f"{row['reliance'][0]:>11.4f} +- {row['reliance'][1]:.3f}")
+        print(
+            f"{name:<20}"
+            + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
+            + f"{row['reliance'][0]:>11.4f} +- {row['reliance'][1]:.3f}"
+        )
     ceil = oracle["ceilings"]["test"]
-    print(f"{'oracle (test-aware Bayes)':<27}MAE {ceil['MAE']['bayes']:.4f}   ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}")
+    print(
+        f"{'oracle (test-aware Bayes)':<27}MAE {ceil['MAE']['bayes']:.4f}   "
+        f"ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}"
+    )
 
     verdicts = []
     if "misr" in table:

@@ -28,7 +28,12 @@ def small_synth():
     """A synth config small enough for unit tests."""
     from tests.helpers import params
 
-    synth = ["data.synth.scenario=shift", "data.synth.n_clips={train: 60, valid: 20, test: 20}", "data.synth.audio_frames=[4, 12]", "data.synth.visual_frames=[5, 9]"]
+    synth = [
+        "data.synth.scenario=shift",
+        "data.synth.n_clips={train: 60, valid: 20, test: 20}",
+        "data.synth.audio_frames=[4, 12]",
+        "data.synth.visual_frames=[5, 9]",
+    ]
     return params(*synth).data.synth
 
 

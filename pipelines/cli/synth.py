@@ -65,7 +65,11 @@ def synth_command(
     simple["splits.test.conflict_rate"] = test_conflict_rate
     overrides += [f"data.synth.{k}={v}" for k, v in simple.items() if v is not None]
     cfg = load(params, overrides)
-    shift_only = {"--test-positive-ratio": test_positive_ratio, "--conflict-rate": conflict_rate, "--test-conflict-rate": test_conflict_rate}
+    shift_only = {
+        "--test-positive-ratio": test_positive_ratio,
+        "--conflict-rate": conflict_rate,
+        "--test-conflict-rate": test_conflict_rate,
+    }
     given = [flag for flag, value in shift_only.items() if value is not None]
     if given and cfg.data.synth.scenario == "shortcut":
         raise MisrError(

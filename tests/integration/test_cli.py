@@ -75,5 +75,17 @@ def test_bad_paths_and_corrupt_files_give_one_clear_line(tmp_path, params_file):
     assert_clean_error(misr("synth", "--params", params_file, "--out", tmp_path / "x", "--conflict-rate", 2), "conflict_rate")
     shift_flag = misr("synth", "--params", params_file, "--out", tmp_path / "x", "--test-conflict-rate", 0.5)
     assert_clean_error(shift_flag, "--test-conflict-rate: options of the shift scenario", "data.synth.scenario=shift")
-    shifted = misr("synth", "--params", params_file, "--out", tmp_path / "y", "--n-train", 10, "--test-conflict-rate", 0.5, "-S", "data.synth.scenario=shift")
+    shifted = misr(
+        "synth",
+        "--params",
+        params_file,
+        "--out",
+        tmp_path / "y",
+        "--n-train",
+        10,
+        "--test-conflict-rate",
+        0.5,
+        "-S",
+        "data.synth.scenario=shift",
+    )
     assert shifted.returncode == 0, shifted.stderr

@@ -19,7 +19,10 @@ def store(tmp_path_factory):
     from misr.data.synth import generate
 
     root = tmp_path_factory.mktemp("stream") / "store"
-    generate(params(*TINY_TRAINING, "data.synth.scenario=shift", f"data.synth.n_clips={{train: {TRAIN_CLIPS}, valid: 48, test: 16}}").data.synth, root)
+    generate(
+        params(*TINY_TRAINING, "data.synth.scenario=shift", f"data.synth.n_clips={{train: {TRAIN_CLIPS}, valid: 48, test: 16}}").data.synth,
+        root,
+    )
     return root
 
 

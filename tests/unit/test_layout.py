@@ -169,7 +169,9 @@ def test_the_committed_results_are_those_of_the_committed_code():
     After changing code or params a stage depends on, re-run the pipeline (`dvc repro`) and commit its outputs.
     The main pipeline only: benchmarks/quality/dvc.yaml records the search as it was run, on the code of then.
     """
-    res = subprocess.run([sys.executable, "-m", "dvc", "status", "dvc.yaml", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "dvc.yaml", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert stale_results(json.loads(res.stdout or "{}")) == []
 
