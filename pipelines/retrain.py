@@ -1,13 +1,14 @@
 """Scheduled retraining: a Prefect flow over `misr.registry.retrain`'s steps; `misr schedule` serves it on a cron.
 
-changed data? -> dvc repro (train, evaluate, gate) -> commit dvc.lock and reports -> GTO register +
-assign when the gate passes -> dvc push -> audit line and a Markdown artifact with the before/after
-metrics. Any failure puts the repository back as it was and fails the flow run with the reason.
+changed corpus? -> record its version (dvc add) -> dvc repro of the data set's stages (extract, train,
+evaluate, gate) -> commit the .dvc file, dvc.lock and reports -> GTO register + assign when the gate
+passes -> dvc push -> audit line and a Markdown artifact with the before/after metrics. Any failure
+puts code, dvc.lock, models and reports back as they were, leaves the corpus as the user left it, and
+fails the flow run with the reason.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,25 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from misr.config import Params, load_params
+from misr.errors import MisrError
 from misr.registry.gate import register as apply_gate
 from misr.registry.retrain import (
     Snapshot,
     append_history,
     changes,
+    check_is_source,
     data_state,
     decision_of,
+    describe,
     eval_dir,
     metrics_of,
     now_utc,
+    pipeline_stages,
+    read_last_state,
+    record_corpus,
+    registration_stage,
+    watched_corpus,
+    write_last_state,
 )
 from misr.util import proc
 from misr.util.lock import Busy, exclusive
@@ -34,13 +44,20 @@ from pipelines.user_errors import quiet_user_error_tracebacks
 quiet_user_error_tracebacks()
 
 
+@task(name="record-corpus", cache_policy=NO_CACHE)
+def record(repo: Path, corpus: Path) -> str:
+    return record_corpus(repo, corpus)
+
+
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
-def reproduce(repo: Path) -> None:
-    proc.stream(repo, "dvc", "repro")
+def reproduce(repo: Path, target: str) -> None:
+    proc.stream(repo, "dvc", "repro", target)
 
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit(repo: Path, message: str) -> str:
+    if not proc.uncommitted(repo):  # the same data and code gave byte-identical outputs
+        return proc.head(repo)
     return proc.commit(repo, message)
 
 
@@ -68,34 +85,37 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
     state_file = audit.with_name("last_data.json")
     try:
         with exclusive(root / cfg.lock_file, "another retraining"):
-            state = data_state(params, root)
-            last = json.loads(state_file.read_text()) if state_file.exists() else None
+            corpus = watched_corpus(params, root)
+            stages = pipeline_stages(root)
+            check_is_source(stages, corpus, root, cfg.dataset)
+            target = registration_stage(stages, eval_dir(root, params), cfg.dataset)
+            state = data_state(corpus)
+            last = read_last_state(state_file)
             diff = changes(last, state)
-            entry.update(data_version=state["version"], changes=diff)
+            entry.update(data_version=state["version"], changes=diff, summary=describe(diff))
             if last is not None and not any(diff.values()):
                 entry["outcome"] = "unchanged"
                 append_history(audit, entry)
                 _artifact(entry, None, None)
                 print(f"data {str(state['version'])[:10]} unchanged since the last retraining: nothing to do")
                 return entry
-            snapshot = Snapshot(root)
+            snapshot = Snapshot(root, corpus, stages, target)
             before = metrics_of(root, params)
+            print(f"{cfg.dataset}: {entry['summary']} in {corpus.relative_to(root)}; reproducing {target}")
             try:
-                reproduce(root)
-                used = data_state(params, root)  # after the run: the demo corpus is itself a pipeline output
-                entry.update(data_version=used["version"], changes=changes(last, used))
+                entry["corpus_version"] = record(root, corpus)
+                reproduce(root, target)
                 decision = decision_of(root, params)
                 verdict = "promote" if decision["promote"] else "keep"
-                summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in entry["changes"].items() if v) or "no data change"
-                entry["commit"] = commit(root, f"retrain {cfg.dataset}: data {str(used['version'])[:10]} ({summary}); gate: {verdict}")
+                message = f"retrain {cfg.dataset}: data {str(state['version'])[:10]} ({entry['summary']}); gate: {verdict}"
+                entry["commit"] = commit(root, message)
                 entry["version"] = register(params, root) if decision["promote"] else None
                 entry["push"] = push(root) if cfg.push else "off (retrain.push)"
             except BaseException as exc:
                 entry.update(outcome="failed", error=str(exc)[-2000:], restored=snapshot.restore())
                 append_history(audit, entry)
                 raise
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            state_file.write_text(json.dumps(used))
+            write_last_state(state_file, state)
             after = metrics_of(root, params)
             entry.update(outcome="retrained", decision=verdict, reasons=decision["reasons"])
             append_history(audit, entry)
@@ -106,13 +126,18 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
         append_history(audit, entry)
         print(f"skipped: {exc}")
         return entry
+    except MisrError as exc:  # refused before any change (the corpus, the pipeline, a dirty checkout)
+        if "outcome" not in entry:
+            entry.update(outcome="refused", error=str(exc)[-2000:])
+            append_history(audit, entry)
+        raise
 
 
 def _artifact(entry: dict[str, Any], before: dict | None, after: dict | None) -> None:
     lines = [
         f"# Retraining of `{entry['dataset']}`: {entry['outcome']}",
         "",
-        f"Data version `{entry.get('data_version')}`, changes {entry.get('changes')}.",
+        f"Data version `{entry.get('data_version')}`: {entry.get('summary')}.",
         "",
     ]
     if after is not None:
@@ -126,11 +151,15 @@ def _artifact(entry: dict[str, Any], before: dict | None, after: dict | None) ->
     create_markdown_artifact(key="misr-retrain", markdown="\n".join(lines), description=f"retraining of {entry['dataset']}")
 
 
-def serve(repo: Path, params: Params) -> None:
-    """Serve the flow as a deployment on `retrain.cron` (blocks; Ctrl-C stops it)."""
-    retrain_flow.serve(name="misr-retrain", cron=params.retrain.cron, parameters={"repo": str(repo.resolve())})
+def serve(repo: Path, params: Params, every: float | None = None) -> None:
+    """Serve the flow as a deployment on `retrain.cron`, or every `every` seconds (blocks; Ctrl-C stops it)."""
+    retrain_flow.serve(name="misr-retrain", **_schedule(params, every), parameters={"repo": str(repo.resolve())})
 
 
-def deployment(repo: Path, params: Params):
+def deployment(repo: Path, params: Params, every: float | None = None):
     """The same deployment, as an object (e.g. to `apply()` it to a work pool in production)."""
-    return retrain_flow.to_deployment(name="misr-retrain", cron=params.retrain.cron, parameters={"repo": str(repo.resolve())})
+    return retrain_flow.to_deployment(name="misr-retrain", **_schedule(params, every), parameters={"repo": str(repo.resolve())})
+
+
+def _schedule(params: Params, every: float | None) -> dict[str, Any]:
+    return {"interval": every} if every else {"cron": params.retrain.cron}

@@ -204,9 +204,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None
 
 
 def generate(cfg: DemoCorpusConfig, out_dir: str | Path, n_clips: int | None = None, seed: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Write Raw/<video_id>/<clip_id>.mp4 and label.csv under `out_dir`; returns a summary."""
+             progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write Raw/<video_id>/<clip_id>.mp4 and label.csv under `out_dir`; returns a summary.
+
+    A folder that already holds files is refused unless `overwrite`: it may be a corpus a user added
+    clips to, and a new label.csv would drop their rows.
+    """
     out = Path(out_dir)
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise MisrError(
+            f"{out} already holds files (a corpus with your clips?); the demo corpus is not written over it",
+            hint="choose an empty folder with --out, or pass --force to overwrite it",
+        )
     n = int(n_clips or cfg.n_clips)
     seed = cfg.seed if seed is None else seed
     try:
