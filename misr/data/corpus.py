@@ -2,9 +2,10 @@
 
 label.csv columns: video_id, clip_id, text, label, mode (train/valid/test); optional label_T,
 label_A, label_V, annotation. Each row is checked on its own: a bad row (a label that is not a number
-or out of range, an empty or non-UTF-8 transcript, a duplicated clip, an id that would reach outside
-the corpus, a missing video file) becomes a quarantine record with its reason, and the other rows
-go on.
+or out of range, an empty or non-UTF-8 transcript or id, a duplicated clip, an id that would reach
+outside the corpus, a missing video file or a link loop) becomes a quarantine record with its reason,
+and the other rows go on. What makes every row unreadable (no label.csv, a header that names a column
+twice, a file that is not a regular file) is one clear error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,12 @@ class Clip:
 
 
 def problem(key: str, kind: str, message: str) -> dict[str, str]:
-    return {"clip_key": key, "stage": "corpus", "error": kind, "message": message}
+    return {"clip_key": printable(key), "stage": "corpus", "error": kind, "message": printable(message)}
+
+
+def printable(text: str) -> str:
+    """Bytes that were not UTF-8 (kept as surrogates) written as \\xNN, so the text can be stored and shown."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def check_root(raw_dir: str | Path) -> Path:
@@ -58,21 +65,55 @@ def check_root(raw_dir: str | Path) -> Path:
         raise MisrError(f"no raw corpus at {root}", hint="point data.datasets.<name>.raw_dir at a folder holding Raw/ and label.csv")
     if not table.exists():
         raise MisrError(f"{root} has no label.csv", hint="the MMSA-FET layout: Raw/<video_id>/<clip_id>.mp4 and label.csv")
+    if not table.is_file():  # a FIFO would block the read for ever
+        raise MisrError(f"{table} is not a regular file", hint="label.csv must be a plain CSV file")
     return table
+
+
+def read_label_table(table: Path) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
+    """label.csv's header, and its rows as {column: value}, each with the line it starts on (a quoted
+    transcript may span lines).
+
+    Undecodable bytes survive as surrogates, so one bad transcript or id does not sink the file. A header
+    that names a column twice is refused: which of the two holds the value would be a guess.
+    """
+    if not table.is_file():
+        raise MisrError(f"{table} is not a regular file", hint="label.csv must be a plain CSV file")
+    text = table.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    # csv refuses fields over 128 KiB by default; the transcript of a long recording can be longer
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, [])
+        twice = sorted({c for c in header if c and header.count(c) > 1})
+        if twice:
+            raise MisrError(
+                f"{table}: the header names {', '.join(repr(printable(c)) for c in twice)} more than once",
+                hint="remove or rename the extra column: which copy holds the value is ambiguous",
+            )
+        rows, end = [], reader.line_num
+        for values in reader:
+            start, end = end + 1, reader.line_num
+            if values:
+                rows.append((start, {c: (values[i] if i < len(values) else None) for i, c in enumerate(header)}))
+    except csv.Error as exc:
+        raise MisrError(f"{table} line {reader.line_num}: not readable as CSV ({exc})") from None
+    return header, rows
 
 
 def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[list[Clip], list[dict[str, str]]]:
     """The valid clips of a corpus and a quarantine record for every row that is not."""
     root = Path(raw_dir)
     table = check_root(root)
-    raw = table.read_bytes()
-    # undecodable bytes survive as surrogates, so one bad transcript does not sink the file
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig", errors="surrogateescape")))
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    header, numbered = read_label_table(table)
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise MisrError(f"{table} lacks the column(s) {', '.join(missing)} (has: {', '.join(reader.fieldnames or [])})")
-    rows = list(reader)
-    videos = (root / "Raw").resolve()
+        raise MisrError(f"{table} lacks the column(s) {', '.join(missing)} (has: {', '.join(map(printable, header))})")
+    rows = [row for _, row in numbered]
+    try:
+        videos = (root / "Raw").resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop (RuntimeError before Python 3.13)
+        raise MisrError(f"cannot resolve {root / 'Raw'}: {exc}") from None
     limit = convention.label_limit
 
     counts: dict[str, int] = {}
@@ -82,10 +123,15 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
             counts[clip_key(*ids)] = counts.get(clip_key(*ids), 0) + 1
 
     clips, problems = [], []
-    for line, row in enumerate(rows, start=2):
+    for line, row in numbered:
         video_id, clip_id = (row.get("video_id") or "").strip(), (row.get("clip_id") or "").strip()
         key = clip_key(video_id, clip_id)
         where = f"label.csv line {line}"
+        not_utf8 = next((i for i in (video_id, clip_id) if _has_undecodable(i)), None)
+        if not_utf8 is not None:
+            message = f"{where}: id '{not_utf8}' is not valid UTF-8 (an old zip or another encoding?): rename it"
+            problems.append(problem(key, "BadId", message))
+            continue
         with_separator = next((i for i in (video_id, clip_id) if KEY_SEPARATOR in i), None)
         if with_separator is not None:
             message = f"{where}: id {with_separator!r} contains {KEY_SEPARATOR!r}, the separator of MMSA's clip keys"
@@ -131,8 +177,13 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
         if path is None:
             problems.append(problem(key, "MissingFile", f"{where}: no video Raw/{video_id}/{clip_id}.* ({', '.join(VIDEO_EXTENSIONS)})"))
             continue
-        if not _inside(path, videos):
-            problems.append(problem(key, "UnsafePath", f"{where}: Raw/{video_id}/{path.name} resolves outside the corpus ({path.resolve()})"))
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a dangling link or a link loop (RuntimeError before Python 3.13)
+            problems.append(problem(key, "BrokenLink", f"{where}: Raw/{video_id}/{path.name} cannot be opened: {exc}"))
+            continue
+        if not _inside(resolved, videos):
+            problems.append(problem(key, "UnsafePath", f"{where}: Raw/{video_id}/{path.name} resolves outside the corpus ({resolved})"))
             continue
         if not path.is_file():  # a FIFO or a device would block or never end when read
             problems.append(problem(key, "NotARegularFile", f"{where}: Raw/{video_id}/{path.name} is not a regular file"))
@@ -163,12 +214,8 @@ def _safe_id(value: str) -> bool:
     return bool(value) and value not in (".", "..") and "/" not in value and "\\" not in value and "\x00" not in value
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-        return True
-    except (ValueError, OSError):
-        return False
+def _inside(resolved: Path, root: Path) -> bool:
+    return resolved == root or root in resolved.parents
 
 
 def _has_undecodable(text: str) -> bool:

@@ -15,9 +15,7 @@ cron). The rules:
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import Any
 import yaml
 
 from misr.config import Params
-from misr.data.corpus import find_video
+from misr.data.corpus import find_video, read_label_table
 from misr.errors import MisrError
 from misr.store import clip_key
 from misr.util import proc
@@ -171,7 +169,7 @@ def data_state(corpus: Path) -> dict[str, Any]:
             hint="restore it with `dvc checkout` of its .dvc file or `dvc pull`; for the demo data, `misr demo-corpus`",
         )
     clips: dict[str, list[Any]] = {}
-    for row in csv.DictReader(io.StringIO(table.read_text(encoding="utf-8", errors="replace"))):
+    for _line, row in read_label_table(table)[1]:
         video_id, clip_id = row.get("video_id") or "", row.get("clip_id") or ""
         found = find_video(corpus / "Raw", video_id, clip_id) if video_id and clip_id else None
         digest = file_sha256(found) if found is not None and found.is_file() else None  # never a FIFO: it blocks
