@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ class Prediction:
 def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[tuple[torch.nn.Module, dict]], str]:
     """The models of `ref`: a stage name (e.g. prod), a version (v0.0.1), or a model folder; and a description."""
     folder = Path(ref)
+    if not folder.is_dir() and (os.sep in ref or ref.startswith(".")):  # meant as a folder, not a stage or version
+        raise MisrError(
+            f"no model folder at {folder}", hint="pass a trained model folder (MODEL_DIR of `misr train`), a stage or a version"
+        )
     if folder.is_dir():
         summary = folder / "summary.json"
         if not summary.exists():

@@ -17,6 +17,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from misr.config import FeaturesConfig
+from misr.errors import MisrError
 from misr.evaluation.convention import Convention
 from misr.stages import extract as stage
 from misr.util.stop import request_stop
@@ -50,7 +51,13 @@ def as_tasks(features: FeaturesConfig, store_dir: Path, shards: list[stage.Shard
 
 def task_runner(features: FeaturesConfig):
     if features.runner == "dask":
-        from prefect_dask import DaskTaskRunner
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as exc:
+            raise MisrError(
+                f"features.runner dask needs prefect-dask, which is not installed ({exc})",
+                hint="pip install 'misr[dask]' (from the repository: pip install -e '.[dask]'), or use --runner threads",
+            ) from None
 
         if features.dask_address:
             return DaskTaskRunner(address=features.dask_address)

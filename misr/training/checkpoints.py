@@ -4,12 +4,17 @@
     seed-<s>/best.pt    the weights with the best validation MAE, with the run's settings, so that
                         `misr evaluate` and `misr predict` rebuild the model and its feature extraction
 
-Loading uses torch.load(weights_only=True): a checkpoint cannot run code.
+Loading uses torch.load(weights_only=True): a checkpoint cannot run code. A checkpoint that cannot be
+read (truncated, garbage, non-finite weights) is a clear error naming the file; a `last.pt` like that is
+set aside (`last.pt.corrupt`) with a warning and the seed starts again, so a crash never blocks a
+resume. Each checkpoint records its format version; a newer one is refused, naming both versions.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,17 +57,58 @@ class RunSettings:
         )
 
 
+FORMAT_VERSION = 1  # what this code writes and the newest it reads (checkpoints without one are version 1)
+
+
+class CorruptCheckpoint(MisrError):
+    """A checkpoint file that cannot be used: truncated, not a checkpoint, or holding non-finite weights."""
+
+
 def save_best(path: Path, model: nn.Module, settings: RunSettings, spec: InputSpec, **info: Any) -> None:
-    write_torch(path, {"model": model.state_dict(), "params": settings.to_yaml(), "spec": json.dumps(asdict(spec)), **info})
+    payload = {"model": model.state_dict(), "params": settings.to_yaml(), "spec": json.dumps(asdict(spec))}
+    write_torch(path, {**payload, "format_version": FORMAT_VERSION, **info})
 
 
 def save_last(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, fingerprint: str, state: dict[str, Any]) -> None:
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-    write_torch(path, {**payload, "fingerprint": fingerprint, **state})
+    write_torch(path, {**payload, "format_version": FORMAT_VERSION, "fingerprint": fingerprint, **state})
+
+
+def read_checkpoint(source: Path | BinaryIO, device: str | torch.device = "cpu", name: str = "checkpoint") -> dict[str, Any]:
+    """A checkpoint's contents, checked: readable, a misr checkpoint, a format this code reads, finite weights."""
+    hint = "train again (`misr train`), or restore the file (`dvc checkout`, `dvc pull`)"
+    try:
+        ckpt = torch.load(source, map_location=device, weights_only=True)
+    except Exception as exc:  # a truncated zip, garbage bytes, a pickle that is not plain weights: torch raises many kinds
+        reason = " ".join(str(exc).split())[:160]
+        raise CorruptCheckpoint(
+            f"cannot read the checkpoint {name}: {type(exc).__name__}: {reason} (truncated or corrupt?)", hint=hint
+        ) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CorruptCheckpoint(f"{name} is not a misr checkpoint (no model weights in it)", hint=hint)
+    version = ckpt.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise MisrError(
+            f"{name} was written in checkpoint format {version}; this misr reads format {FORMAT_VERSION} and older",
+            hint="use the misr version that trained it (see its model card), or train again",
+        )
+    bad = [k for k, v in ckpt["model"].items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CorruptCheckpoint(f"{name} holds non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})", hint=hint)
+    return ckpt
 
 
 def load_last(path: Path) -> dict[str, Any] | None:
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    """The resume point of a seed, or None: none yet, or one that cannot be used (set aside, with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        return read_checkpoint(path, "cpu", str(path))
+    except CorruptCheckpoint as exc:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{exc.message}; set aside as {aside.name}, and this seed starts again from epoch 1", stacklevel=2)
+        return None
 
 
 def load_best(seed_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -81,7 +127,7 @@ def load_checkpoint(
     Returns the model in eval mode and its info: settings (RunSettings), spec, epoch, seed,
     valid_metrics, train_mean.
     """
-    ckpt = torch.load(source, map_location=device, weights_only=True)
+    ckpt = read_checkpoint(source, device, name)
     settings = RunSettings.from_yaml(ckpt["params"], source=name)
     spec = InputSpec(**json.loads(ckpt["spec"]))
     model = build_model(settings.model, spec)

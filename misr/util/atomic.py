@@ -9,8 +9,10 @@ temporary file, which readers ignore (and `FeatureStore.remove_stale_tmp` delete
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -103,8 +105,18 @@ def write_parquet(path: str | Path, table: Any) -> Path:
 def write_torch(path: str | Path, payload: Any) -> Path:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # A full disk reaches torch's writer as a short write, which it reports as "RuntimeError: [enforce
+    # fail at inline_container.cc]": made an OSError here, so atomic_path names the file and the cause.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as exc:
+            if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+                raise
+            free = shutil.disk_usage(tmp.parent).free / 2**20
+            raise OSError(
+                errno.ENOSPC, f"the write was cut short, {free:.0f} MiB free on that disk (full, or over a file-size limit)"
+            ) from None
     return Path(path)
 
 

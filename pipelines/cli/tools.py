@@ -117,6 +117,7 @@ def predict_command(
     out.print(f"model: {described}, {len(models)} seed(s)")
     rows, failed = [], 0
     for path in targets:
+        shown = str(path.relative_to(video)) if video.is_dir() else path.name  # nested folders: a/0.mp4, b/0.mp4
         try:
             p = predict_video(models, path, text)
         except MisrError as exc:
@@ -124,8 +125,8 @@ def predict_command(
             err.print(f"[red]error:[/] {exc}", highlight=False)
             continue
         for modality, why in p.missing.items():
-            err.print(f"[yellow]note:[/] {path.name}: {modality} is missing ({why}); predicting from the other modalities", highlight=False)
-        rows.append([path.name, f"{p.score:+.3f} ± {p.spread:.3f}", f"{p.klass:+d} {p.class_name}", p.label2, ", ".join(p.missing) or "-"])
+            err.print(f"[yellow]note:[/] {shown}: {modality} is missing ({why}); predicting from the other modalities", highlight=False)
+        rows.append([shown, f"{p.score:+.3f} ± {p.spread:.3f}", f"{p.klass:+d} {p.class_name}", p.label2, ", ".join(p.missing) or "-"])
     if rows:
         out.print(table(None, ("video", "score", f"{len(conv.classes)}-class", "2-class", "missing"), rows, right=False))
     if failed:

@@ -302,6 +302,16 @@ def test_dask_runner_on_a_local_cluster(corpus, tmp_path, prefect_harness):
     assert summary["complete"] == 13 and summary["shards"] == 4
 
 
+def test_the_dask_runner_without_its_extra_is_a_clear_error(monkeypatch):
+    from misr.errors import MisrError
+    from pipelines.extract import task_runner
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as if `pip install misr` had left the extra out
+    with pytest.raises(MisrError, match=r"needs prefect-dask, which is not installed") as err:
+        task_runner(params("features.runner=dask").features)
+    assert "pip install 'misr[dask]'" in str(err.value)
+
+
 # ---------------------------------------------------------------------------------- GRID
 
 

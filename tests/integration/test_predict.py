@@ -125,3 +125,20 @@ def test_the_command_on_a_folder(trained, tmp_path):
         timeout=300,
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr and "error:" in res.stderr
+
+
+@pytest.mark.slow
+def test_clips_in_nested_folders_are_listed_by_their_path_in_the_folder(trained, tmp_path):
+    import shutil
+
+    root, video, text = trained
+    for sub in ("a", "b"):
+        (tmp_path / "clips" / sub).mkdir(parents=True)
+        shutil.copy(video, tmp_path / "clips" / sub / "0.mp4")
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "predict", str(tmp_path / "clips"), "--text", text,
+         "--model", str(root / "plain"), "--params", str(REPO / "params.yaml")],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "a/0.mp4" in res.stdout and "b/0.mp4" in res.stdout
