@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from misr.util.stop import check_stop
+
 
 class ClipError(Exception):
     """One clip cannot be processed; `stage` and `kind` go to the quarantine with the message."""
@@ -100,6 +102,7 @@ class VideoStream:
         for gray in self._frames():
             buffer.append(gray)
             if len(buffer) == self.chunk:
+                check_stop("extraction")  # a stop request ends a long recording within a chunk, not at its end
                 yield np.stack(buffer)
                 buffer = []
         if buffer:
@@ -158,7 +161,9 @@ def read_audio(path: Path, sample_rate: int, stage: str = "audio") -> np.ndarray
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks = []
         try:
-            for frame in container.decode(container.streams.audio[0]):
+            for i, frame in enumerate(container.decode(container.streams.audio[0])):
+                if i % 256 == 0:  # about 5 s of audio: a stop request is seen within a fraction of a second
+                    check_stop("extraction")
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):

@@ -17,6 +17,7 @@ import numpy as np
 from misr.data.corpus import Clip
 from misr.data.media import read_audio
 from misr.features.base import Extractor
+from misr.util.stop import check_stop
 
 F0_RANGE = (60.0, 500.0)
 VOICED = 0.45  # periodicity above which a frame counts as voiced
@@ -76,6 +77,7 @@ class LibrosaExtractor(Extractor):
         context = -(-n_fft // hop) + 1  # frames whose windows reach across a block's edge
         pieces: list[dict[str, np.ndarray]] = []
         for t0 in range(0, total, block):
+            check_stop("extraction")
             t1 = min(total, t0 + block)
             first = max(0, t0 - context)
             segment = y[first * hop : min(y.size, (t1 + context) * hop)]

@@ -12,7 +12,11 @@ from pipelines.cli.common import app, err
 
 
 def _stop(signum: int, frame: object) -> None:
-    # threads doing work check the flag between units of work; the main thread gets the interrupt
+    # threads doing work check the flag between units of work; the main thread gets the interrupt.
+    # One stop is enough: later presses (or a SIGTERM after a Ctrl-C) are ignored, so they can neither cut
+    # the clean-up short nor kill the process while Python shuts down (it resets its own handlers then).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     request_stop()
     raise KeyboardInterrupt
 

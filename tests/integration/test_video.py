@@ -201,3 +201,27 @@ def test_grid_frames_are_whole_rows_for_dlib():
     frames = grid_frames()
     assert all(f.flags["C_CONTIGUOUS"] for f in frames)
     assert every_frame_reference(frames[::15]).all()
+
+
+def test_a_stop_request_ends_decoding_within_a_chunk_not_at_the_end_of_the_recording(tmp_path):
+    """Ctrl-C in the middle of a long recording: the video and audio readers and the audio features check
+    the stop flag every chunk or block, so a 10-minute clip does not run to its end first."""
+    from misr.data.media import VideoStream, read_audio
+    from misr.features.audio import LibrosaExtractor
+    from misr.util.stop import Stopped, request_stop, reset
+    from tests.helpers import make_video, params
+
+    video = tmp_path / "long.mp4"
+    make_video(video, seconds=6.0)
+    request_stop()
+    try:
+        with VideoStream(video, 25.0, chunk=64) as stream, pytest.raises(Stopped, match="extraction stopped"):
+            next(stream.chunks())
+        assert stream.n_frames == 64  # one chunk decoded, not the 150 frames of the clip
+        with pytest.raises(Stopped):
+            read_audio(video, 16000)
+        with pytest.raises(Stopped):
+            LibrosaExtractor(params().features).features(np.zeros(16000, np.float32))
+    finally:
+        reset()
+    assert len(next(VideoStream(video, 25.0, chunk=64).chunks())) == 64  # once cleared, decoding goes on
