@@ -294,7 +294,7 @@ class ModelConfig(Section):
     n_summary_tokens: int = Field(2, ge=1, le=32)
     latent_dim: int = Field(32, ge=2, le=4096)
     max_frames: int = Field(
-        4096, ge=16, le=65536, description="a longer audio or visual sequence is uniformly subsampled to this many frames (per clip)"
+        500, ge=16, le=65536, description="a longer audio or visual sequence is uniformly subsampled to this many frames (per clip)"
     )
     dropout: float = Field(0.1, ge=0, lt=1)
     fusion: Literal["softmax", "poe"] = Field(
