@@ -80,7 +80,9 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
     root = Path(repo).resolve()
     params = load_params(root / params_file, overrides or [])
     cfg = params.retrain
-    entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": proc.head(root)}
+    # not a git repository: no commit to name, and the refusal below still gets its audit line
+    code_commit = proc.git(root, "rev-parse", "--verify", "-q", "HEAD", check=False) or None
+    entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": code_commit}
     audit = root / cfg.audit_log
     state_file = audit.with_name("last_data.json")
     try:

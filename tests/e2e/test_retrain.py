@@ -378,6 +378,14 @@ def test_the_deployment_has_the_cron_schedule_from_params(shipped_repo):
     assert found.parameters == {"repo": str(repo.resolve())}
 
 
+def test_a_folder_that_is_not_a_repository_is_refused_with_an_audit_line(tmp_path, prefect_harness):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    with pytest.raises(MisrError):
+        retrain(tmp_path)
+    [entry] = history(tmp_path / ".misr" / "audit.jsonl")
+    assert entry["outcome"] == "refused" and entry["code_commit"] is None and entry["error"]
+
+
 def test_cron_is_validated():
     with pytest.raises(MisrError, match="cron must have 5 fields"):
         load_params(REPO / "params.yaml", ["retrain.cron=every day"])
