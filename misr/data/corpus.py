@@ -82,7 +82,7 @@ def read_label_table(table: Path) -> tuple[list[str], list[tuple[int, dict[str, 
     text = table.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     # csv refuses fields over 128 KiB by default; the transcript of a long recording can be longer
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))  # newline="": a quoted field may hold \r or \n
     try:
         header = next(reader, [])
         twice = sorted({c for c in header if c and header.count(c) > 1})

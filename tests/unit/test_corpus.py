@@ -88,3 +88,13 @@ def test_misr_extract_on_a_header_with_a_column_twice_is_one_error_line(tmp_path
     )  # fmt: skip
     assert res.returncode == 2 and "error:" in res.stderr and "more than once" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_bare_carriage_return_is_a_line_end_and_the_other_rows_go_on(tmp_path):
+    """Found by the fuzzing test: an unquoted \r in a row (as csv.writer leaves it with "\n" line ends) made
+    the whole file unreadable. Read as the line end it is in old Mac files, it quarantines the pieces of
+    that row, and the rows around it are kept; a quoted \r stays inside its transcript."""
+    raw = corpus(tmp_path, [b"v,0,good,1,train\n", b"v,1,one\rtwo,1,train\n", b'v,2,"three\rfour",1,test\n'], ("v/0", "v/1", "v/2"))
+    clips, problems = read_corpus(raw)
+    assert [(c.key, c.text) for c in clips] == [("v$_$0", "good"), ("v$_$2", "three\rfour")]
+    assert [p["error"] for p in problems] == ["BadSplit", "BadSplit"]  # 'v,1,one' and 'two,1,train': no mode
