@@ -349,8 +349,13 @@ def test_the_schedule_fires_runs(shipped_repo, prefect_server):
         fired = wait_for(lambda: "unchanged" in {r["outcome"] for r in history(audit)}, 120)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        try:  # Prefect's runner may wait for a run in flight; a second Ctrl-C later ends it at once
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGINT)
+            output, _ = proc.communicate(timeout=30)
     assert fired, output[-3000:]
+    assert proc.returncode in (0, 130), output[-3000:]  # Prefect's serve takes the Ctrl-C itself and ends normally
     # ticks that came while a run held the lock recorded "skipped" and stopped; nothing else happened
     assert {r["outcome"] for r in history(audit)} <= {"unchanged", "skipped"}, history(audit)
     assert state(repo)[2] == "" and corpus_on_disk(repo) == on_disk
