@@ -243,7 +243,7 @@ class Snapshot:
         if dirty:
             rel = str(corpus.relative_to(repo)) if corpus.is_relative_to(repo) else str(corpus)
             hint = None
-            if any(line[3:].rstrip("/") in (rel, rel.rsplit("/", 1)[0]) or line[3:].startswith(rel + "/") for line in dirty):
+            if corpus.is_relative_to(repo) and proc.uncommitted(repo, [rel]):  # git names the corpus even inside an untracked parent
                 hint = f"the watched corpus is not versioned yet: `dvc add {rel}`, then commit {rel}.dvc and its .gitignore"
             raise MisrError(
                 "the repository has uncommitted changes; retraining needs a clean checkout:\n    " + "\n    ".join(dirty[:10]),
