@@ -105,35 +105,36 @@ def import_file(
     path = Path(path)
     data = load(path)
     store = FeatureStore(store_dir)
-    if store.exists():
-        raise MisrError(f"{store.root} already holds a feature store", hint="import into a new folder")
-    splits = [read_split(path, name, data[name]) for name in SPLITS if name in data]
-    problems = [p for s in splits for p in check_split(s, convention, vocab_size)] + duplicate_keys(splits)
-    if problems:
-        shown = "\n  ".join(problems[:SHOWN_PROBLEMS]) + (f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else "")
-        raise MisrError(
-            f"{path} holds {len(problems)} value(s) the store cannot take (labels as {convention.name}, vocabulary {vocab_size}):\n  {shown}",
-            hint="fix the file; for CH-SIMS import with -S data.dataset=sims (labels in [-1, 1]) and its tokenizer's --vocab-size",
-        )
-    sha = file_sha256(path)
-    report: dict[str, Any] = {"clips": {}, "non_finite": {}, "empty_sequences": 0}
-    rows: dict[str, list[dict[str, Any]]] = {"clips": [], "text": [], "audio": [], "visual": []}
-    for s in splits:
-        for modality, key in FEATURES.items():
-            array = getattr(s, key)
-            if array is not None:
-                _count_non_finite(report["non_finite"], modality, array)
-        _split_rows(s, sha, rows, report)
-        report["clips"][s.name] = len(s.ids)
-    last = splits[-1]
-    config = {"source": path.name, "sha256": sha}
-    text_info = ExtractorInfo("mmsa-import", VERSION, {**config, "tokenizer": tokenizer, "vocab_size": vocab_size}, [])
-    store.write_modality("text", rows["text"], text_info, name="mmsa")
-    for modality, array in (("audio", last.audio), ("visual", last.vision)):
-        names = [f"{'vision' if modality == 'visual' else modality}_{j}" for j in range(array.shape[2])]
-        store.write_modality(modality, rows[modality], ExtractorInfo("mmsa-import", VERSION, config, names), name="mmsa")
-    store.write_clips(rows["clips"])
-    return report
+    with store.lock():  # one writer at a time
+        if store.exists():
+            raise MisrError(f"{store.root} already holds a feature store", hint="import into a new folder")
+        splits = [read_split(path, name, data[name]) for name in SPLITS if name in data]
+        problems = [p for s in splits for p in check_split(s, convention, vocab_size)] + duplicate_keys(splits)
+        if problems:
+            shown = "\n  ".join(problems[:SHOWN_PROBLEMS]) + (f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else "")
+            raise MisrError(
+                f"{path} holds {len(problems)} value(s) the store cannot take (labels as {convention.name}, vocabulary {vocab_size}):\n  {shown}",
+                hint="fix the file; for CH-SIMS import with -S data.dataset=sims (labels in [-1, 1]) and its tokenizer's --vocab-size",
+            )
+        sha = file_sha256(path)
+        report: dict[str, Any] = {"clips": {}, "non_finite": {}, "empty_sequences": 0}
+        rows: dict[str, list[dict[str, Any]]] = {"clips": [], "text": [], "audio": [], "visual": []}
+        for s in splits:
+            for modality, key in FEATURES.items():
+                array = getattr(s, key)
+                if array is not None:
+                    _count_non_finite(report["non_finite"], modality, array)
+            _split_rows(s, sha, rows, report)
+            report["clips"][s.name] = len(s.ids)
+        last = splits[-1]
+        config = {"source": path.name, "sha256": sha}
+        text_info = ExtractorInfo("mmsa-import", VERSION, {**config, "tokenizer": tokenizer, "vocab_size": vocab_size}, [])
+        store.write_modality("text", rows["text"], text_info, name="mmsa")
+        for modality, array in (("audio", last.audio), ("visual", last.vision)):
+            names = [f"{'vision' if modality == 'visual' else modality}_{j}" for j in range(array.shape[2])]
+            store.write_modality(modality, rows[modality], ExtractorInfo("mmsa-import", VERSION, config, names), name="mmsa")
+        store.write_clips(rows["clips"])
+        return report
 
 
 def read_split(path: Path, name: str, s: Any) -> SplitArrays:

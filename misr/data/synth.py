@@ -71,55 +71,56 @@ def generate(
     if cue != "kept" and cfg.scenario != "shortcut":
         raise MisrError(f"cue={cue} needs data.synth.scenario shortcut: the other scenario has no cue")
     store = FeatureStore(out)
-    _prepare_folder(store, force)
-    clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
-    samples: dict[str, SplitSample] = {}
-    maps = {m: _mapping(cfg, m) for m in ("audio", "visual")}
-    for split_index, split in enumerate(synth_splits(cfg)):
-        n = cfg.n_clips[split]
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, split_index]))
-        sample = draw_shortcut_split(cfg, split, n, rng) if cfg.scenario == "shortcut" else draw_split(cfg, split, n, rng)
-        if cue != "kept":
-            # after every draw of the split: the rest of the stream, and so every other feature, is unchanged
-            sample.expressed[:, MODALITIES.index(cfg.shortcut.modality)] *= -1.0 if cue == "reversed" else 0.0
-        samples[split] = sample
-        for i in range(n):
-            key = clip_key(f"synth_{split}_{i // 10:04d}", f"{i % 10}")
-            words = lexicon.transcript(float(sample.expressed[i, 0]), int(rng.integers(cfg.text_words[0], cfg.text_words[1] + 1)), rng)
-            ids = lexicon.token_ids(words)
-            clips.append(
-                {
-                    "clip_key": key,
-                    "video_id": key.split("$_$")[0],
-                    "clip_id": key.split("$_$")[1],
-                    "split": split,
-                    "text": " ".join(words),
-                    "label": float(sample.labels[i]),
-                    **{col: float(_round(np.clip(sample.expressed[i, m], -3, 3), cfg.label_step)) for m, col in enumerate(("label_T", "label_A", "label_V"))},
-                    "annotation": _annotation(sample.labels[i]),
-                    "source_sha256": "",
-                    "duration": None,
-                }
-            )
-            text_rows.append({"clip_key": key, "source_sha256": "", "input_ids": ids, "attention_mask": [1] * len(ids)})
-            for m, modality in ((1, "audio"), (2, "visual")):
-                frames = _frames(cfg, modality, maps[modality], float(sample.expressed[i, m]), rng)
-                seq_rows[modality].append({"clip_key": key, "source_sha256": "", "frames": frames, "frame_rate": 0.0})
-            if progress is not None:
-                progress(split, i + 1, n)
+    with store.lock():  # one writer at a time
+        _prepare_folder(store, force)
+        clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
+        samples: dict[str, SplitSample] = {}
+        maps = {m: _mapping(cfg, m) for m in ("audio", "visual")}
+        for split_index, split in enumerate(synth_splits(cfg)):
+            n = cfg.n_clips[split]
+            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, split_index]))
+            sample = draw_shortcut_split(cfg, split, n, rng) if cfg.scenario == "shortcut" else draw_split(cfg, split, n, rng)
+            if cue != "kept":
+                # after every draw of the split: the rest of the stream, and so every other feature, is unchanged
+                sample.expressed[:, MODALITIES.index(cfg.shortcut.modality)] *= -1.0 if cue == "reversed" else 0.0
+            samples[split] = sample
+            for i in range(n):
+                key = clip_key(f"synth_{split}_{i // 10:04d}", f"{i % 10}")
+                words = lexicon.transcript(float(sample.expressed[i, 0]), int(rng.integers(cfg.text_words[0], cfg.text_words[1] + 1)), rng)
+                ids = lexicon.token_ids(words)
+                clips.append(
+                    {
+                        "clip_key": key,
+                        "video_id": key.split("$_$")[0],
+                        "clip_id": key.split("$_$")[1],
+                        "split": split,
+                        "text": " ".join(words),
+                        "label": float(sample.labels[i]),
+                        **{col: float(_round(np.clip(sample.expressed[i, m], -3, 3), cfg.label_step)) for m, col in enumerate(("label_T", "label_A", "label_V"))},
+                        "annotation": _annotation(sample.labels[i]),
+                        "source_sha256": "",
+                        "duration": None,
+                    }
+                )
+                text_rows.append({"clip_key": key, "source_sha256": "", "input_ids": ids, "attention_mask": [1] * len(ids)})
+                for m, modality in ((1, "audio"), (2, "visual")):
+                    frames = _frames(cfg, modality, maps[modality], float(sample.expressed[i, m]), rng)
+                    seq_rows[modality].append({"clip_key": key, "source_sha256": "", "frames": frames, "frame_rate": 0.0})
+                if progress is not None:
+                    progress(split, i + 1, n)
 
-    common = cfg.model_dump(mode="json")
-    text_info = ExtractorInfo(
-        "synth-text", VERSION, {**common, "tokenizer": "synth-lexicon-v1", "vocab_size": len(lexicon.VOCAB)}, ()
-    )
-    store.write_modality("text", text_rows, text_info, name="synth")
-    for modality, dim in (("audio", cfg.audio_dim), ("visual", cfg.visual_dim)):
-        names = [f"synth_{modality}_{j}" for j in range(dim)]
-        store.write_modality(modality, seq_rows[modality], ExtractorInfo(f"synth-{modality}", VERSION, common, names), name="synth")
-    store.write_clips(clips)
-    oracle = compute_oracle(cfg, samples)
-    store.write_json("oracle.json", oracle)
-    return oracle
+        common = cfg.model_dump(mode="json")
+        text_info = ExtractorInfo(
+            "synth-text", VERSION, {**common, "tokenizer": "synth-lexicon-v1", "vocab_size": len(lexicon.VOCAB)}, ()
+        )
+        store.write_modality("text", text_rows, text_info, name="synth")
+        for modality, dim in (("audio", cfg.audio_dim), ("visual", cfg.visual_dim)):
+            names = [f"synth_{modality}_{j}" for j in range(dim)]
+            store.write_modality(modality, seq_rows[modality], ExtractorInfo(f"synth-{modality}", VERSION, common, names), name="synth")
+        store.write_clips(clips)
+        oracle = compute_oracle(cfg, samples)
+        store.write_json("oracle.json", oracle)
+        return oracle
 
 
 def _prepare_folder(store: FeatureStore, force: bool) -> None:

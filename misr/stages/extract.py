@@ -21,6 +21,7 @@ from typing import Any
 from misr.config import FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, probe_duration
+from misr.errors import MisrError
 from misr.evaluation.convention import Convention
 from misr.features.registry import extractors_for
 from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
@@ -36,6 +37,7 @@ class Plan:
     hashes: dict[str, str]  # clip key -> sha256 of its video file
     todo: dict[str, list[str]]  # clip key -> modalities still to extract
     shards: list[list[str]]  # clip keys, shard by shard
+    dropped: list[str] = field(default_factory=list)  # clips of the store no longer in the corpus
 
     @property
     def by_key(self) -> dict[str, Clip]:
@@ -81,17 +83,18 @@ def run(
 ) -> dict[str, Any]:
     """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
     check_writable(store_dir)  # before the corpus is read, not after it is extracted
-    the_plan = plan(features, convention, raw_dir, store_dir)
-    jobs = the_plan.jobs()
-    total = sum(len(job.clips) for job in jobs)
-    if progress:
-        progress("plan", {"clips": len(the_plan.clips), "todo": total, "shards": len(jobs)})
-    errors: list[dict[str, str]] = []
-    for result in (run_shards or run_here)(features, Path(store_dir), jobs):
-        errors += result.errors
+    with FeatureStore(store_dir).lock():
+        the_plan = plan(features, convention, raw_dir, store_dir)
+        jobs = the_plan.jobs()
+        total = sum(len(job.clips) for job in jobs)
         if progress:
-            progress("shard", {"clips": len(jobs[result.index].clips), "errors": len(result.errors)})
-    summary = finish(store_dir, the_plan, errors)
+            progress("plan", {"clips": len(the_plan.clips), "todo": total, "shards": len(jobs)})
+        errors: list[dict[str, str]] = []
+        for result in (run_shards or run_here)(features, Path(store_dir), jobs):
+            errors += result.errors
+            if progress:
+                progress("shard", {"clips": len(jobs[result.index].clips), "errors": len(result.errors)})
+        summary = finish(store_dir, the_plan, errors)
     return {**summary, "extracted": total, "shards": len(jobs)}
 
 
@@ -123,6 +126,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
         ("complete in the store", summary["complete"]),
         ("quarantined", summary["quarantined"]),
         ("decoded only in part (clips.parquet warnings)", summary.get("partial", 0)),
+        ("left the corpus (removed from clips.parquet)", summary.get("dropped", 0)),
     ]
     return rows + [(f"quarantine {k}", v) for k, v in sorted(summary["by_error"].items())]
 
@@ -130,6 +134,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
 def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path) -> Plan:
     clips, problems = read_corpus(raw_dir, convention)
     store = FeatureStore(store_dir)
+    dropped = leaving_clips(store, raw_dir, {c.key for c in clips} | {p["clip_key"] for p in problems})
     store.remove_stale_tmp()
     extractors = extractors_for(features)
     present = {m: store.present(m) for m in MODALITIES}
@@ -150,7 +155,25 @@ def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, 
     good = [c for c in clips if c.key in hashes]
     keys = [c.key for c in good if c.key in todo]
     size = features.shard_size
-    return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)])
+    return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)], dropped)
+
+
+def leaving_clips(store: FeatureStore, raw_dir: str | Path, corpus_keys: set[str]) -> list[str]:
+    """The store's clips that are no longer in the corpus (clips.parquet follows the corpus, so they leave it).
+
+    A store none of whose clips are in the corpus belongs to another corpus: extracting into it would
+    replace every row of clips.parquet, so it is refused.
+    """
+    if not store.exists() or not corpus_keys:
+        return []
+    held = store.clips().column("clip_key").to_pylist()
+    if held and not corpus_keys.intersection(held):
+        raise MisrError(
+            f"{store.root} holds the features of another corpus: none of its {len(held)} clips is in {Path(raw_dir) / 'label.csv'}, "
+            "and extracting would drop them all from its clips.parquet",
+            hint="extract into a new folder (misr extract --out), or delete that store first",
+        )
+    return sorted(set(held) - corpus_keys)
 
 
 def shard_name(keys: list[str], todo: dict[str, list[str]], hashes: dict[str, str]) -> str:
@@ -215,6 +238,7 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
     for q in quarantine:
         by_kind[f"{q['stage']}:{q['error']}"] = by_kind.get(f"{q['stage']}:{q['error']}", 0) + 1
     return {
+        "dropped": len(the_plan.dropped),
         "clips": len(the_plan.clips) + len({p["clip_key"] for p in the_plan.problems}),
         "complete": complete,
         "quarantined": len(bad),

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from misr.errors import StoreError
+from misr.store.format import check_part
 from misr.store.schema import MODALITIES, UNIMODAL_LABELS, Sequences, SplitData, TextTokens, decode_metadata
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def locate(store: FeatureStore, modality: str, keys: Sequence[str]) -> Located:
     where: dict[str, tuple[int, int]] = {}
     for seq, path in files:
         schema = read_schema(path)
+        check_part(path, schema, modality)
         cols = [c for c in columns if c in schema.names]
         if "clip_key" not in cols or len(cols) < 2:
             raise StoreError(f"{path} is not a {modality} feature file (columns: {', '.join(schema.names)})")
@@ -151,7 +153,7 @@ def corrupt(path: Path, exc: Exception) -> StoreError:
 
 def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     try:
-        return pq.read_table(path, columns=list(columns) if columns else None)
+        return pq.read_table(path, columns=list(columns) if columns else None, page_checksum_verification=True)
     except FileNotFoundError:
         raise StoreError(f"{path} disappeared while reading; is another process rewriting the store?") from None
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
@@ -241,7 +243,26 @@ def _gather_sequences(
         values, lengths = _gather_rows(parts, where, keys, column, width, np.float32, limit)
     except ValueError as exc:
         raise StoreError(f"{modality} files hold malformed rows ({exc}): {', '.join(p.path.name for p in parts)}") from None
+    _check_finite(modality, values, keys, parts, where)
     return Sequences(values=values, lengths=lengths, feature_names=list(next(iter(names))))
+
+
+def _check_finite(
+    modality: str, values: np.ndarray, keys: Sequence[str], parts: Sequence[_Part], where: Mapping[str, tuple[int, int]]
+) -> None:
+    """NaN or inf features (the writer refuses them, so the file was changed since) name their clips, not 'risk is nan'."""
+    bad = []
+    for start in range(0, len(keys), 256):  # in blocks: a boolean copy of a whole large split would double its memory
+        block = values[start : start + 256]
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        bad += [keys[start + i] for i in np.flatnonzero(~finite)]
+    if bad:
+        files = sorted({parts[where[k][0]].path.name for k in bad})
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise StoreError(
+            f"{len(bad)} clip(s) have NaN or infinite {modality} features ({shown}) in {', '.join(files)}",
+            hint="the files were changed after misr wrote them; re-extract those clips (delete the files and run `misr extract`)",
+        )
 
 
 def _gather_text(parts: Sequence[_Part], where: Mapping[str, tuple[int, int]], keys: Sequence[str], limit: int | None) -> TextTokens:

@@ -16,16 +16,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from misr.errors import StoreError
 from misr.store import read, write
-from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData, decode_metadata
+from misr.store.format import check_clips, check_part
+from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData
 from misr.util import atomic
+from misr.util.lock import exclusive
 
 STALE_TMP_SECONDS = 3600
 
@@ -58,6 +60,21 @@ class FeatureStore:
             return []
         found = ((PART_RE.match(p.name), p) for p in folder.iterdir())
         return sorted((int(m.group(1)), p) for m, p in found if m)
+
+    def checked_part_files(self, modality: str) -> list[tuple[int, Path, dict[str, Any]]]:
+        """The part files of a modality with their metadata, once each is known to be readable by this version."""
+        return [(seq, path, check_part(path, read.read_schema(path), modality)) for seq, path in self.part_files(modality)]
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the store for one writer (extract, synth, import); a second one is refused at once, naming the first.
+
+        The lock file lies beside the folder, not in it: the folder is a DVC output and holds only data.
+        """
+        return exclusive(
+            self.root.parent / f".{self.root.name}.write.lock",
+            f"another writer of {self.root} (misr extract, synth or import-mmsa)",
+            hint="wait for it to finish, or write into another folder",
+        )
 
     def exists(self) -> bool:
         return self.clips_path.exists()
@@ -153,9 +170,7 @@ class FeatureStore:
                 f"{self.root} is not a feature store: it has no clips.parquet", hint="create one with `misr synth` or `misr extract`"
             )
         table = read.read_parquet(self.clips_path)
-        missing = [n for n in ("clip_key", "split", "label") if n not in table.column_names]
-        if missing:
-            raise StoreError(f"{self.clips_path} lacks the column(s) {', '.join(missing)}")
+        check_clips(self.clips_path, table)
         return table
 
     def errors(self) -> pa.Table:
@@ -165,7 +180,7 @@ class FeatureStore:
     def present(self, modality: str) -> dict[str, tuple[str, str]]:
         """clip_key -> (source_sha256, config_hash) of each clip this modality holds (latest part wins)."""
         out: dict[str, tuple[str, str]] = {}
-        for _, path in self.part_files(modality):
+        for _, path, _ in self.checked_part_files(modality):
             table = read.read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
             for key, src, cfg in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                 out[key] = (src, cfg)
@@ -174,7 +189,7 @@ class FeatureStore:
     def decoded_seconds(self, modality: str) -> dict[str, float]:
         """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
         out: dict[str, float] = {}
-        for _, path in self.part_files(modality):
+        for _, path, _ in self.checked_part_files(modality):
             table = read.read_parquet(path, columns=["clip_key", "n_frames", "frame_rate"])
             for key, n, rate in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                 if rate:
@@ -183,14 +198,7 @@ class FeatureStore:
 
     def metadata(self, modality: str) -> list[dict[str, Any]]:
         """The schema metadata of each part file of a modality, with its path."""
-        out = []
-        for _, path in self.part_files(modality):
-            try:
-                schema = pq.read_schema(path)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise read.corrupt(path, exc) from None
-            out.append({"path": str(path), **decode_metadata(schema.metadata)})
-        return out
+        return [{"path": str(path), **meta} for _, path, meta in self.checked_part_files(modality)]
 
     def splits(self) -> dict[str, int]:
         counts: dict[str, int] = {}

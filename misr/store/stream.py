@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from misr.errors import StoreError
+from misr.store.format import check_part
 from misr.store.read import _Part, check_coverage, corrupt, fill, label_columns, split_rows, to_torch
 from misr.store.schema import MODALITIES, SplitData
 
@@ -108,7 +109,7 @@ class SplitStream:
             return table
         path, columns = self.files[modality][part]
         try:
-            table = pq.ParquetFile(path).read_row_group(group, columns=columns)
+            table = pq.ParquetFile(path, page_checksum_verification=True).read_row_group(group, columns=columns)
         except FileNotFoundError:
             raise StoreError(f"{path} disappeared while training; is another process rewriting the store?") from None
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
@@ -133,7 +134,8 @@ def _index(store: FeatureStore, modality: str, keys: Sequence[str]) -> tuple[lis
     where: Where = {}
     for _, path in files:  # oldest first: a later part's version of a clip wins
         try:
-            handle = pq.ParquetFile(path)
+            handle = pq.ParquetFile(path, page_checksum_verification=True)
+            check_part(path, handle.schema_arrow, modality)
             names = handle.schema_arrow.names
             cols = [c for c in columns if c in names]
             if "clip_key" not in cols or len(cols) < 2:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from misr.errors import StoreError
-from misr.store.schema import PART_RE, SEQUENCE_MODALITIES, ExtractorInfo, encode_metadata
+from misr.store.schema import FORMAT_VERSION, PART_RE, SEQUENCE_MODALITIES, ExtractorInfo, encode_metadata
 from misr.util.atomic import atomic_path, fsync_dir, fsync_file, remove_quietly, temp_path
 
 
@@ -25,6 +25,8 @@ def modality_table(modality: str, records: Sequence[Mapping[str, Any]], info: Ex
     raise StoreError(f"unknown modality {modality!r}")
 
 
+# Every page is written with a CRC and read with verification (misr.store.read): flipped bytes on disk
+# are an error naming the file, never silently changed features.
 # Clips per Parquet row group of a part: the unit a streamed split reads (misr/store/stream.py). At
 # MOSEI's ~500 frames of 74 + 153 features, 128 clips are ~58 MB, read in well under a training step.
 ROW_GROUP_CLIPS = 128
@@ -38,7 +40,7 @@ def write_part(folder: Path, table: pa.Table, name: str | None) -> Path:
     tmp = temp_path(folder, "part.parquet")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_CLIPS)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_CLIPS, write_page_checksum=True)
         fsync_file(tmp)
         existing = sorted(int(m.group(1)) for m in map(PART_RE.match, (p.name for p in folder.iterdir())) if m)
         seq = existing[-1] + 1 if existing else 1
@@ -58,10 +60,12 @@ def write_part(folder: Path, table: pa.Table, name: str | None) -> Path:
     return final
 
 
-def write_table(target: Path, table: pa.Table) -> Path:
-    """Replace a whole-store table (clips.parquet, errors.parquet) atomically."""
+def write_table(target: Path, table: pa.Table, metadata: Mapping[str, str] | None = None) -> Path:
+    """Replace a whole-store table (clips.parquet, errors.parquet) atomically, tagged with the store format."""
+    tags = {"format_version": FORMAT_VERSION, **(metadata or {})}
+    table = table.replace_schema_metadata({f"misr.{k}".encode(): str(v).encode() for k, v in tags.items()})
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_page_checksum=True)
     return target
 
 

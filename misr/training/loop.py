@@ -126,7 +126,7 @@ def prepare(settings: RunSettings, store_dir: str | Path, out_dir: str | Path) -
     device = resolve_device(settings.train.device, dist)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    loaded = load_data(settings.model, store_dir, settings.train.stream)
+    loaded = load_data(settings.model, store_dir, settings.train.stream, settings.convention.label_limit)
     if dist.main:
         write_text(out / "params.yaml", settings.to_yaml())
     return Run(settings, Path(store_dir), out, loaded, device, dist)

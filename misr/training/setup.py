@@ -110,7 +110,8 @@ def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path) -> InputSp
 AUTO_STREAM_BYTES = 2 * 2**30
 
 
-def load_data(model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memory") -> Loaded:
+def load_data(model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memory", label_limit: float | None = None) -> Loaded:
+    """The train and valid splits, in memory or streamed; labels outside [-label_limit, label_limit] are an error."""
     spec = resolve_input_spec(model_cfg, store_dir)
     fs = FeatureStore(store_dir)
     if stream == "auto":
@@ -119,10 +120,26 @@ def load_data(model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memo
         train, valid = SplitStream(fs, "train"), SplitStream(fs, "valid")
     else:
         train, valid = fs.load_split("train"), fs.load_split("valid")
+    if label_limit is not None:
+        for split in (train, valid):
+            check_label_range(fs, split, label_limit)
     files = [(m, p.name, p.stat().st_size) for m in MODALITIES for _, p in fs.part_files(m)]
     clips = fs.clips_path.stat()
     fingerprint = stable_hash({"clips": clips.st_size, "clips_mtime": clips.st_mtime_ns, "files": files})
     return Loaded(train, valid, spec, fingerprint)
+
+
+def check_label_range(fs: FeatureStore, split: SplitData | SplitStream, limit: float) -> None:
+    """A label outside the convention's range (a store changed by hand, or the wrong convention) names its clips."""
+    labels = np.asarray(split.labels, dtype=np.float64)
+    bad = [split.clip_keys[i] for i in np.flatnonzero(np.abs(labels) > limit + 1e-6)]
+    if bad:
+        shown = ", ".join(f"{k} ({labels[split.clip_keys.index(k)]:g})" for k in bad[:5])
+        shown += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise MisrError(
+            f"{len(bad)} {split.split} clip(s) in {fs.clips_path} have a label outside [-{limit:g}, {limit:g}]: {shown}",
+            hint="check the data set's `convention` in params.yaml (mosi: [-3, 3], sims: [-1, 1]), or fix the labels and re-extract",
+        )
 
 
 def feature_bytes(fs: FeatureStore) -> int:

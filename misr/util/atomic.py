@@ -94,14 +94,6 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return Path(path)
 
 
-def write_parquet(path: str | Path, table: Any) -> Path:
-    import pyarrow.parquet as pq
-
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return Path(path)
-
-
 def write_torch(path: str | Path, payload: Any) -> Path:
     import torch
 

@@ -21,12 +21,14 @@ def exclusive(lock_path: Path, what: str, hint: str | None = None) -> Iterator[N
     """
     from filelock import FileLock, Timeout
 
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path))
     try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
     except Timeout:
         raise Busy(f"{what} holds {lock_path}", hint=hint) from None
+    except OSError as exc:
+        raise MisrError(f"cannot take the lock {lock_path}: {exc.strerror or exc}", hint="check the folder's permissions") from None
     try:
         yield
     finally:

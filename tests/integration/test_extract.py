@@ -14,7 +14,7 @@ import pytest
 
 from misr.data.corpus import read_corpus
 from misr.evaluation.convention import MOSI, SIMS
-from misr.stages.extract import plan
+from misr.stages.extract import plan, summary_rows
 from misr.store import FeatureStore
 from tests.helpers import extract_flow, make_video
 from tests.helpers import params as base_params
@@ -471,3 +471,52 @@ def test_long_audio_in_blocks_gives_the_frames_of_one_pass(monkeypatch):
     assert blocked.shape == whole.shape == (1 + signal.size // extractor.hop, len(extractor.feature_names()))
     np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-4)
     assert (whole[:, extractor.feature_names().index("f0_hz")] > 0).mean() > 0.3  # voiced speech was seen
+
+
+def test_a_store_follows_its_corpus_and_another_corpus_is_refused(corpus, tmp_path):
+    from misr.errors import MisrError
+    from misr.stages.extract import run
+
+    store = tmp_path / "store"
+    features = params().features
+    first = run(features, MOSI, corpus, store)
+    assert first["complete"] == 13 and first["dropped"] == 0
+    held = FeatureStore(store).clips().column("clip_key").to_pylist()
+
+    # another corpus (the same videos under other ids) into the same store: refused before anything is written
+    other = copy_corpus(corpus, tmp_path / "other")
+    rows = rows_of(other)
+    for vid in {r["video_id"] for r in rows}:
+        (other / "Raw" / vid).rename(other / "Raw" / f"other_{vid}")
+    write_rows(other, [{**r, "video_id": f"other_{r['video_id']}"} for r in rows])
+    with pytest.raises(MisrError, match=r"holds the features of another corpus: none of its 13 clips is in .*other/label.csv"):
+        run(features, MOSI, other, store)
+    assert FeatureStore(store).clips().column("clip_key").to_pylist() == held
+
+    # clips removed from the store's own corpus leave clips.parquet, and the summary says how many
+    mine = copy_corpus(corpus, tmp_path / "mine")
+    write_rows(mine, rows_of(mine)[2:])
+    again = run(features, MOSI, mine, store)
+    assert again["dropped"] == 2 and again["extracted"] == 0
+    assert ("left the corpus (removed from clips.parquet)", 2) in summary_rows(again)
+    assert FeatureStore(store).clips().num_rows == 11
+
+
+def test_a_second_extraction_into_a_store_being_written_is_refused(corpus, tmp_path):
+    from misr.stages.extract import run
+    from misr.util.lock import Busy
+
+    store = tmp_path / "store"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time\nfrom misr.store import FeatureStore\nwith FeatureStore({str(store)!r}).lock():\n"
+         "    print('held', flush=True)\n    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Busy, match=r"another writer of .*store \(misr extract, synth or import-mmsa\) holds"):
+            run(params().features, MOSI, corpus, store)
+        assert not FeatureStore(store).exists()  # refused before any work
+    finally:
+        holder.kill()
+        holder.wait()
