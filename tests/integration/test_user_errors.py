@@ -72,8 +72,12 @@ def test_a_label_outside_the_convention_is_named_before_training(tmp_path, param
     labels = clips.column("label").to_pylist()
     row = clips.column("split").to_pylist().index("train")
     labels[row] = 50.0
-    pq.write_table(clips.set_column(clips.schema.get_field_index("label"), "label", pa.array(labels, pa.float32())), store / "clips.parquet")
+    pq.write_table(
+        clips.set_column(clips.schema.get_field_index("label"), "label", pa.array(labels, pa.float32())), store / "clips.parquet"
+    )
     key = clips.column("clip_key")[row].as_py()
-    res = misr("train", store, "--out", tmp_path / "m", "--no-flow", "--params", params_file, "-S", "train.epochs=1", "-S", "data.dataset=synth")
+    res = misr(
+        "train", store, "--out", tmp_path / "m", "--no-flow", "--params", params_file, "-S", "train.epochs=1", "-S", "data.dataset=synth"
+    )
     assert_clean_error(res, "1 train clip(s)", "label outside [-3, 3]", f"{key} (50)")
     assert not (tmp_path / "m" / "summary.json").exists()

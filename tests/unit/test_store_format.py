@@ -179,7 +179,9 @@ def test_nan_features_name_their_clip_and_file(filled):  # noqa: F811
     rewrite(path, poison)
     first = pq.read_table(path).column("clip_key")[0].as_py()
     for read in (lambda: fs.load_split("train"), lambda: SplitStream(fs, "train").take(range(7))):
-        with pytest.raises(StoreError, match=rf"1 clip\(s\) have NaN or infinite audio features \({first.replace('$', '.')}\) in {path.name}"):
+        with pytest.raises(
+            StoreError, match=rf"1 clip\(s\) have NaN or infinite audio features \({first.replace('$', '.')}\) in {path.name}"
+        ):
             read()
 
 
