@@ -24,7 +24,6 @@ features. `ceilings` gives, per metric, the predictor optimal for it under the s
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from misr.config import SPLITS, SynthConfig
 from misr.errors import MisrError
 from misr.evaluation.metrics import msa_metrics
 from misr.store import MODALITIES, ExtractorInfo, FeatureStore, clip_key
+from misr.util.atomic import check_writable
 
 VERSION = "1"
 _LATENT_CHANNELS = 6
@@ -71,6 +71,9 @@ def generate(
     if cue != "kept" and cfg.scenario != "shortcut":
         raise MisrError(f"cue={cue} needs data.synth.scenario shortcut: the other scenario has no cue")
     store = FeatureStore(out)
+    if store.root.exists() and not store.root.is_dir():
+        raise MisrError(f"{store.root} exists and is not a folder")
+    check_writable(store.root)
     with store.lock():  # one writer at a time
         _prepare_folder(store, force)
         clips, text_rows, seq_rows = [], [], {"audio": [], "visual": []}
@@ -124,25 +127,13 @@ def generate(
 
 
 def _prepare_folder(store: FeatureStore, force: bool) -> None:
-    root = store.root
-    if root.exists() and not root.is_dir():
-        raise MisrError(f"{root} exists and is not a folder")
-    if root.exists() and any(root.iterdir()):
+    """An empty folder, or a feature store that --force allows to be replaced."""
+    if any(store.root.iterdir()):
         if not store.exists():
-            raise MisrError(f"{root} is not empty and is not a feature store", hint="choose an empty or new folder")
+            raise MisrError(f"{store.root} is not empty and is not a feature store", hint="choose an empty or new folder")
         if not force:
-            raise MisrError(f"{root} already holds a feature store", hint="pass --force to replace it")
-        for name in ("clips.parquet", "errors.parquet", "oracle.json"):
-            (root / name).unlink(missing_ok=True)
-        for modality in MODALITIES:
-            shutil.rmtree(root / modality, ignore_errors=True)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise MisrError(f"cannot write to {root}: {exc.strerror or exc}", hint="choose a folder you can write to") from None
+            raise MisrError(f"{store.root} already holds a feature store", hint="pass --force to replace it")
+        store.clear()
 
 
 # ------------------------------------------------------------------------------------ labels

@@ -14,6 +14,7 @@ What the tables hold is in `misr.store.schema`; how they are built and read, in 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -134,6 +135,13 @@ class FeatureStore:
                 path.unlink()
                 removed.append(path)
         return removed
+
+    def clear(self) -> None:
+        """Delete everything this store holds (tables, feature folders, JSON documents); the folder stays."""
+        for path in (self.clips_path, self.errors_path, *self.root.glob("*.json")):
+            path.unlink(missing_ok=True)
+        for modality in MODALITIES:
+            shutil.rmtree(self.root / modality, ignore_errors=True)
 
     def temporary_files(self) -> list[Path]:
         folders = [self.root, *(self.root / m for m in MODALITIES)]
