@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 from misr.config import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import read_video  # noqa: E402
-from misr.evaluation.convention import MOSI  # noqa: E402
 from misr.features.registry import extractors_for  # noqa: E402
+from misr.msa.convention import MOSI  # noqa: E402
 from misr.stages import extract  # noqa: E402
 
 

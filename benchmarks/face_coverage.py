@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 from misr.config import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import ClipError, VideoStream  # noqa: E402
-from misr.features.visual import LandmarkExtractor, dlib_models  # noqa: E402
+from misr.features.visual import LandmarkExtractor  # noqa: E402
+from misr.shipped import dlib_models  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 

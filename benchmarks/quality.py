@@ -107,7 +107,7 @@ def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]
     """Train p.model.name for p.train.seeds; per seed, the predictions on each (name -> store) split."""
     import torch
 
-    from misr.evaluation.convention import MOSI
+    from misr.msa.convention import MOSI
     from misr.stages.train import run as train
     from misr.store import FeatureStore
     from misr.training.batches import Batches
@@ -272,7 +272,7 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray, y: np.ndarray, rng: np.random.Gen
 
 def report(args: argparse.Namespace) -> None:
     from misr.data.synth import generate
-    from misr.evaluation.metrics import msa_metrics
+    from misr.msa.metrics import msa_metrics
 
     base = params_with(args.overrides)
     if args.data_seed == base.data.synth.seed:

@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from misr.config import FeaturesConfig
 from misr.errors import MisrError
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.stages import extract as stage
 from misr.util.stop import request_stop
 from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error

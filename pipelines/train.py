@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from misr.config import FeaturesConfig, ModelConfig, TrainConfig
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.stages import train as stage
 from misr.training.loop import Progress, Run, SeedResult, train_seed
 from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error

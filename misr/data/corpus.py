@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from misr.errors import MisrError
-from misr.evaluation.convention import MOSI, Convention
+from misr.msa.convention import MOSI, Convention
 from misr.store import KEY_SEPARATOR, clip_key
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv")

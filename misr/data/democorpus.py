@@ -54,7 +54,7 @@ def build_rig(size: int) -> FaceRig:
     from scipy.interpolate import griddata
     from skimage import data
 
-    from misr.features.visual import dlib_models
+    from misr.shipped import dlib_models
 
     photo = data.astronaut()
     detector, predictor = dlib_models()

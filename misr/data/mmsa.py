@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from misr.errors import MisrError
-from misr.evaluation.convention import MOSI, Convention
+from misr.msa.convention import MOSI, Convention
 from misr.util.atomic import write_pickle
 from misr.util.hashing import file_sha256
 from misr.store import KEY_SEPARATOR, ExtractorInfo, FeatureStore

@@ -34,7 +34,7 @@ import numpy as np
 from misr.data import lexicon
 from misr.config import SPLITS, SynthConfig
 from misr.errors import MisrError
-from misr.evaluation.metrics import msa_metrics
+from misr.msa.metrics import msa_metrics
 from misr.store import MODALITIES, ExtractorInfo, FeatureStore, clip_key
 from misr.util.atomic import check_writable
 

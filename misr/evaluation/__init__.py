@@ -1,1 +1,1 @@
-"""Evaluation: the MSA metrics, the label convention, scoring of trained seeds, robustness, plots, the model card."""
+"""Evaluation: scoring of trained seeds, robustness, plots, the model card (the metrics themselves are `misr.msa`)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.store import SplitData
 from misr.util.atomic import atomic_path, write_csv
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.store import SplitData
 from misr.training.batches import Batches, zero_modality
 from misr.training.inference import predict, score

@@ -16,6 +16,7 @@ from misr.data.corpus import Clip
 from misr.data.media import ClipError
 from misr.errors import MisrError
 from misr.features.base import Extractor, text_hash
+from misr.shipped import minilm_dir
 
 
 @functools.lru_cache(maxsize=4)
@@ -28,7 +29,6 @@ def _load(folder: str, with_model: bool):
 
 
 def model_folder(name: str) -> Path:
-    from misr.model.encoders import minilm_dir
 
     folder = minilm_dir() if name == "minilm" else Path(name)
     if not (folder / "config.json").exists():

@@ -19,10 +19,7 @@ substitute for a trained AU model (py-feat, the optional backend).
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +27,7 @@ import numpy as np
 from misr.data.corpus import Clip
 from misr.data.media import ClipError, VideoStream
 from misr.features.base import Extractor
+from misr.shipped import dlib_models
 
 # (name, measure, neutral, span): measures are defined in `au_measures`
 AU_TABLE = (
@@ -59,33 +57,6 @@ _MODEL_3D = np.array(
     ]
 )
 _POSE_POINTS = [30, 8, 36, 45, 48, 54]
-
-
-_local = threading.local()
-
-
-def dlib_models():
-    """The face detector and landmark predictor of this thread.
-
-    dlib's detector is not thread-safe: shared between threads it reported faces in blank frames.
-    Each thread of the extraction's thread pool therefore loads its own pair (once).
-    """
-    models = getattr(_local, "models", None)
-    if models is None:
-        models = _local.models = _load_dlib()
-    return models
-
-
-def _load_dlib():
-    import dlib
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        from misr.errors import MisrError
-
-        raise MisrError("the landmark extractor needs the package face-recognition-models", hint="pip install face-recognition-models")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat"))
 
 
 def feature_names() -> list[str]:

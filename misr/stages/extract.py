@@ -22,8 +22,8 @@ from misr.config import FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, probe_duration
 from misr.errors import MisrError
-from misr.evaluation.convention import Convention
 from misr.features.registry import extractors_for
+from misr.msa.convention import Convention
 from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
 from misr.util.atomic import check_writable
 from misr.util.hashing import file_sha256, stable_hash

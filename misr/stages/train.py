@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from misr.config import FeaturesConfig, ModelConfig, TrainConfig
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.training.checkpoints import RunSettings
 from misr.training.loop import Progress, SeedRunner, train
 from misr.training.setup import resolve_input_spec

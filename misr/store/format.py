@@ -1,4 +1,5 @@
-"""What this version of misr can read: each store file's format version, metadata and column types.
+"""Reading a store file: its pages verified against their checksums, and what this version of misr can
+read (each file's format version, metadata and column types).
 
 A file written by a newer misr, by another tool, or damaged by hand would otherwise reach the readers
 as an AttributeError or KeyError deep in the padding code; here it is a StoreError that names the file,
@@ -15,12 +16,36 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from misr.errors import StoreError
 from misr.store.schema import FORMAT_VERSION, SEQUENCE_MODALITIES, STORE_SPLITS, decode_metadata
 
 REQUIRED_METADATA = ("format_version", "modality", "extractor", "extractor_version", "config_hash", "dim", "feature_names")
 REEXTRACT = "re-create the store with this version of misr (`misr extract`, `misr synth` or `misr import-mmsa` into a new folder)"
+
+
+def corrupt(path: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"{path} is not a readable Parquet file ({exc})",
+        hint="delete it and re-run the stage that wrote it",
+    )
+
+
+def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=list(columns) if columns else None, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise StoreError(f"{path} disappeared while reading; is another process rewriting the store?") from None
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise corrupt(path, exc) from None
+
+
+def read_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise corrupt(path, exc) from None
 
 
 def check_version(path: Path, written: str | None) -> None:

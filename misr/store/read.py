@@ -5,24 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from misr.errors import StoreError
-from misr.store.format import check_part
+from misr.store.format import check_part, read_parquet, read_schema
+from misr.store.layout import StoreLayout
 from misr.store.schema import MODALITIES, UNIMODAL_LABELS, Sequences, SplitData, TextTokens, decode_metadata
-
-if TYPE_CHECKING:
-    from misr.store.store import FeatureStore
 
 Located = tuple[list["_Part"], dict[str, tuple[int, int]]]
 
 
 def load_split(
-    store: FeatureStore,
+    store: StoreLayout,
     split: str,
     modalities: Sequence[str] = MODALITIES,
     max_frames: Mapping[str, int] | None = None,
@@ -57,7 +54,7 @@ def fill(data: SplitData, located: Mapping[str, Located], limits: Mapping[str, i
     return data
 
 
-def split_rows(store: FeatureStore, split: str) -> tuple[pa.Table, list[int], list[str], list[str]]:
+def split_rows(store: StoreLayout, split: str) -> tuple[pa.Table, list[int], list[str], list[str]]:
     """The clips table, and the rows and keys of `split` not in the quarantine, and the quarantined keys."""
     clips = store.clips()
     splits = clips.column("split").to_pylist()
@@ -82,7 +79,7 @@ def label_columns(clips: pa.Table, rows: Sequence[int]) -> tuple[np.ndarray, dic
     return _float_column(clips, "label", take), {m: _float_column(clips, col, take) for m, col in UNIMODAL_LABELS.items()}
 
 
-def locate(store: FeatureStore, modality: str, keys: Sequence[str]) -> Located:
+def locate(store: StoreLayout, modality: str, keys: Sequence[str]) -> Located:
     """Read a modality's parts; map each wanted clip to (part index, row) of its latest version."""
     files = store.part_files(modality)
     if not files:
@@ -112,7 +109,7 @@ def locate(store: FeatureStore, modality: str, keys: Sequence[str]) -> Located:
     return parts_used, {k: (remap[i], r) for k, (i, r) in where.items()}
 
 
-def check_coverage(store: FeatureStore, split: str, keys: Sequence[str], located: Mapping[str, Located]) -> None:
+def check_coverage(store: StoreLayout, split: str, keys: Sequence[str], located: Mapping[str, Located]) -> None:
     """Every clip of the split in every modality, or an error naming the missing clips and where they are."""
     problems = []
     for modality, (_, where) in located.items():
@@ -142,29 +139,6 @@ class _Part:
     path: Path
     seq: int
     table: pa.Table
-
-
-def corrupt(path: Path, exc: Exception) -> StoreError:
-    return StoreError(
-        f"{path} is not a readable Parquet file ({exc})",
-        hint="delete it and re-run the stage that wrote it",
-    )
-
-
-def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
-    try:
-        return pq.read_table(path, columns=list(columns) if columns else None, page_checksum_verification=True)
-    except FileNotFoundError:
-        raise StoreError(f"{path} disappeared while reading; is another process rewriting the store?") from None
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise corrupt(path, exc) from None
-
-
-def read_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise corrupt(path, exc) from None
 
 
 def _float_column(table: pa.Table, name: str, take: pa.Array) -> np.ndarray:

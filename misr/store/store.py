@@ -1,14 +1,8 @@
-"""The feature store folder: where each table lives, and the operations the pipeline performs on it.
+"""The feature store folder with the operations the pipeline performs on it: write, prune, summarise, load.
 
-    <store>/clips.parquet          one row per clip: ids, split, transcript, labels, source hash
-    <store>/text/part-*.parquet    clip_key, input_ids, attention_mask[, hidden]
-    <store>/audio/part-*.parquet   clip_key, frames, n_frames, frame_rate
-    <store>/visual/part-*.parquet  clip_key, frames, n_frames, frame_rate, face_ratio
-    <store>/errors.parquet         the quarantine: clip_key, stage, error, message
-
-Writes are atomic (`misr.util.atomic`): a reader, or a crash, never sees half a file. Part files are
-numbered; when a clip appears in several parts (re-extraction), the highest-numbered part wins.
-What the tables hold is in `misr.store.schema`; how they are built and read, in `write` and `read`.
+Where everything lives is `misr.store.layout`; what the tables hold, `misr.store.schema`; how they are
+built and read, `write`, `read` and `stream`. Writes are atomic (`misr.util.atomic`): a reader, or a
+crash, never sees half a file.
 """
 
 from __future__ import annotations
@@ -23,48 +17,20 @@ from typing import Any
 
 import pyarrow as pa
 
+import misr.store.read as read
+import misr.store.write as write
 from misr.errors import StoreError
-from misr.store import read, write
-from misr.store.format import check_clips, check_part
-from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData
+from misr.store.format import read_parquet
+from misr.store.layout import StoreLayout
+from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, STORE_SPLITS, ExtractorInfo, SplitData
 from misr.util import atomic
 from misr.util.lock import exclusive
 
 STALE_TMP_SECONDS = 3600
 
 
-class FeatureStore:
+class FeatureStore(StoreLayout):
     """A feature store folder. Creating the object touches nothing; writing creates folders as needed."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    # ------------------------------------------------------------------------------- paths
-
-    @property
-    def clips_path(self) -> Path:
-        return self.root / "clips.parquet"
-
-    @property
-    def errors_path(self) -> Path:
-        return self.root / "errors.parquet"
-
-    def modality_dir(self, modality: str) -> Path:
-        if modality not in MODALITIES:
-            raise StoreError(f"unknown modality {modality!r}; the store holds {', '.join(MODALITIES)}")
-        return self.root / modality
-
-    def part_files(self, modality: str) -> list[tuple[int, Path]]:
-        """The visible part files of a modality, oldest first (temporary files are never listed)."""
-        folder = self.modality_dir(modality)
-        if not folder.is_dir():
-            return []
-        found = ((PART_RE.match(p.name), p) for p in folder.iterdir())
-        return sorted((int(m.group(1)), p) for m, p in found if m)
-
-    def checked_part_files(self, modality: str) -> list[tuple[int, Path, dict[str, Any]]]:
-        """The part files of a modality with their metadata, once each is known to be readable by this version."""
-        return [(seq, path, check_part(path, read.read_schema(path), modality)) for seq, path in self.part_files(modality)]
 
     def lock(self) -> AbstractContextManager[None]:
         """Hold the store for one writer (extract, synth, import); a second one is refused at once, naming the first.
@@ -77,9 +43,6 @@ class FeatureStore:
             hint="wait for it to finish, or write into another folder",
         )
 
-    def exists(self) -> bool:
-        return self.clips_path.exists()
-
     # ------------------------------------------------------------------------------- writing
 
     def write_clips(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
@@ -88,21 +51,21 @@ class FeatureStore:
         for split in set(new.column("split").to_pylist()):
             if split not in STORE_SPLITS:
                 raise StoreError(f"clip split must be one of {', '.join(STORE_SPLITS)} (got {split!r})")
-        table = new if replace else write.upsert(self._read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
+        table = new if replace else write.upsert(self.read_optional(self.clips_path, CLIPS_SCHEMA), new, ("clip_key",))
         return write.write_table(self.clips_path, table)
 
     def write_errors(self, records: Iterable[Mapping[str, Any]], replace: bool = False) -> Path:
         """Add quarantine rows (a clip's later error at the same stage replaces its earlier one);
         `replace` makes these rows the whole quarantine."""
         new = write.table_from_records(records, ERRORS_SCHEMA, required=("clip_key", "stage", "error"))
-        current = self._read_optional(self.errors_path, ERRORS_SCHEMA)
+        current = self.read_optional(self.errors_path, ERRORS_SCHEMA)
         table = new if replace else write.upsert(current, new, ("clip_key", "stage"))
         return write.write_table(self.errors_path, table)
 
     def clear_errors(self, clip_keys: Iterable[str], stage: str | None = None) -> None:
         """Drop quarantine rows of clips that have since been processed successfully."""
         keys = set(clip_keys)
-        current = self._read_optional(self.errors_path, ERRORS_SCHEMA)
+        current = self.read_optional(self.errors_path, ERRORS_SCHEMA)
         if current is None or not keys:
             return
         rows = current.to_pylist()
@@ -127,7 +90,7 @@ class FeatureStore:
     def prune(self, modality: str) -> list[Path]:
         """Delete part files none of whose rows are still live (every clip re-written in a later part)."""
         parts = self.part_files(modality)
-        keys_of = {seq: read.read_parquet(path, columns=["clip_key"]).column("clip_key").to_pylist() for seq, path in parts}
+        keys_of = {seq: read_parquet(path, columns=["clip_key"]).column("clip_key").to_pylist() for seq, path in parts}
         latest = {key: seq for seq, _ in parts for key in keys_of[seq]}
         removed = []
         for seq, path in parts:
@@ -143,10 +106,6 @@ class FeatureStore:
         for modality in MODALITIES:
             shutil.rmtree(self.root / modality, ignore_errors=True)
 
-    def temporary_files(self) -> list[Path]:
-        folders = [self.root, *(self.root / m for m in MODALITIES)]
-        return [p for folder in folders if folder.is_dir() for p in folder.iterdir() if atomic.is_temporary(p)]
-
     def remove_stale_tmp(self, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
         """Remove temporary files left by a killed writer (never visible to readers anyway)."""
         now = time.time()
@@ -159,37 +118,13 @@ class FeatureStore:
         """A small JSON document beside the data (e.g. the synth oracle), written atomically."""
         return atomic.write_json(self.root / name, payload, sort_keys=True)
 
-    def _read_optional(self, path: Path, schema: pa.Schema) -> pa.Table | None:
-        if not path.exists():
-            return None
-        table = read.read_parquet(path)
-        for field in schema:  # a column added since the file was written reads as nulls
-            if field.name not in table.column_names:
-                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
-        return table.select(schema.names).cast(schema)
-
     # ------------------------------------------------------------------------------- reading
-
-    def clips(self) -> pa.Table:
-        if not self.root.exists():
-            raise StoreError(f"no feature store at {self.root}", hint="create one with `misr synth` or `misr extract`")
-        if not self.clips_path.exists():
-            raise StoreError(
-                f"{self.root} is not a feature store: it has no clips.parquet", hint="create one with `misr synth` or `misr extract`"
-            )
-        table = read.read_parquet(self.clips_path)
-        check_clips(self.clips_path, table)
-        return table
-
-    def errors(self) -> pa.Table:
-        table = self._read_optional(self.errors_path, ERRORS_SCHEMA)
-        return table if table is not None else ERRORS_SCHEMA.empty_table()
 
     def present(self, modality: str) -> dict[str, tuple[str, str]]:
         """clip_key -> (source_sha256, config_hash) of each clip this modality holds (latest part wins)."""
         out: dict[str, tuple[str, str]] = {}
         for _, path, _ in self.checked_part_files(modality):
-            table = read.read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
+            table = read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
             for key, src, cfg in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                 out[key] = (src, cfg)
         return out
@@ -198,7 +133,7 @@ class FeatureStore:
         """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
         out: dict[str, float] = {}
         for _, path, _ in self.checked_part_files(modality):
-            table = read.read_parquet(path, columns=["clip_key", "n_frames", "frame_rate"])
+            table = read_parquet(path, columns=["clip_key", "n_frames", "frame_rate"])
             for key, n, rate in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                 if rate:
                     out[key] = n / rate

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,12 +21,10 @@ import pyarrow.parquet as pq
 import torch
 
 from misr.errors import StoreError
-from misr.store.format import check_part
-from misr.store.read import _Part, check_coverage, corrupt, fill, label_columns, split_rows, to_torch
+from misr.store.format import check_part, corrupt
+from misr.store.layout import StoreLayout
+from misr.store.read import _Part, check_coverage, fill, label_columns, split_rows, to_torch
 from misr.store.schema import MODALITIES, SplitData
-
-if TYPE_CHECKING:
-    from misr.store.store import FeatureStore
 
 Where = dict[str, tuple[int, int, int]]  # clip_key -> (part file, row group, row in the group)
 
@@ -37,7 +34,7 @@ class SplitStream:
 
     def __init__(
         self,
-        store: FeatureStore,
+        store: StoreLayout,
         split: str,
         modalities: Sequence[str] = MODALITIES,
         max_frames: Mapping[str, int] | None = None,
@@ -120,7 +117,7 @@ class SplitStream:
         return table
 
 
-def _index(store: FeatureStore, modality: str, keys: Sequence[str]) -> tuple[list[tuple[Path, list[str]]], Where]:
+def _index(store: StoreLayout, modality: str, keys: Sequence[str]) -> tuple[list[tuple[Path, list[str]]], Where]:
     """Each part file of `modality` with the columns to read, and where the latest version of each clip lives."""
     files = store.part_files(modality)
     if not files:

@@ -25,8 +25,8 @@ from torch import nn
 
 from misr.config import FeaturesConfig, ModelConfig, TrainConfig, validate_section
 from misr.errors import MisrError
-from misr.evaluation.convention import Convention, convention
 from misr.model import InputSpec, build_model
+from misr.msa.convention import Convention, convention
 from misr.util.atomic import write_torch
 
 

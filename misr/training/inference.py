@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from misr.training.batches import Batches
 
 

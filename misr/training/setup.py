@@ -15,7 +15,7 @@ from torch import nn
 from misr.config import ModelConfig, TrainConfig
 from misr.errors import MisrError
 from misr.model import InputSpec
-from misr.model.encoders import minilm_dir
+from misr.shipped import minilm_dir
 from misr.store import MODALITIES, FeatureStore, SplitData
 from misr.store.stream import SplitStream
 from misr.util.hashing import stable_hash

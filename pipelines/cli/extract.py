@@ -26,7 +26,7 @@ def extract_command(
     skipped. Clips that cannot be processed go to the quarantine (errors.parquet) with the reason.
     """
     from misr.data.corpus import check_root
-    from misr.evaluation.convention import convention
+    from misr.msa.convention import convention
     from misr.stages.extract import summary_rows
     from misr.util.atomic import check_writable
     from pipelines.extract import extract_flow

@@ -69,7 +69,7 @@ def import_mmsa_command(
     and the file's own shapes before anything is written; each problem is named with split, index and clip.
     """
     from misr.data.mmsa import import_file
-    from misr.evaluation.convention import convention
+    from misr.msa.convention import convention
 
     cfg = load(params, set_)
     conv = convention(cfg.data.active.convention)

@@ -26,7 +26,7 @@ def train_command(
     with torchrun (e.g. `torchrun --nproc_per_node=2 -m pipelines.cli train ...`). A killed run resumes
     from the last finished epoch when started again with the same settings.
     """
-    from misr.evaluation.convention import convention
+    from misr.msa.convention import convention
     from misr.stages import train as stage
     from misr.training.setup import Dist
     from misr.util.atomic import check_writable

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from misr.config import Params, load_params
-from misr.evaluation.convention import convention
+from misr.msa.convention import convention
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = REPO.parent / "shared" / "data" / "grid"

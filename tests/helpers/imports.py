@@ -30,14 +30,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_names(path: Path) -> set[str]:
-    """Every module this file imports, anywhere in it (functions too), plus registry strings."""
+def imported_names(path: Path, typing_only_too: bool = False) -> set[str]:
+    """Every module this file imports, anywhere in it (functions too), plus registry strings.
+
+    `if TYPE_CHECKING:` imports never run, so they are left out unless `typing_only_too`
+    (a layering rule counts them: a type named from a higher floor is still a dependency on it)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     names: set[str] = set()
     typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for stmt in block.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
-        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
+        if id(node) in typing_only and not typing_only_too:
             continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
@@ -83,3 +86,13 @@ def closure(start: Path) -> set[Path]:
 
 def third_party_imports(path: Path) -> set[str]:
     return {name.split(".")[0] for name in imported_names(path)}
+
+
+def project_imports(path: Path, typing_only_too: bool = True) -> set[Path]:
+    """The project files `path` imports directly (a module, or the package __init__ it names)."""
+    out = set()
+    for name in imported_names(path, typing_only_too):
+        target = module_file(name)
+        if target is not None and target != path:
+            out.add(target)
+    return out

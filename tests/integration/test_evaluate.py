@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from misr.evaluation.card import tree_sha256
-from misr.evaluation.metrics import msa_metrics
 from misr.evaluation.robustness import conflict_mask
+from misr.msa.metrics import msa_metrics
 from misr.store import SplitData, TextTokens
 from misr.training.batches import zero_modality
 from tests.helpers import TINY_TRAINING, evaluate, params, train

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from misr.data.corpus import read_corpus
-from misr.evaluation.convention import MOSI, SIMS
+from misr.msa.convention import MOSI, SIMS
 from misr.stages.extract import plan, summary_rows
 from misr.store import FeatureStore
 from tests.helpers import extract_flow, make_video

@@ -179,7 +179,7 @@ def test_import_refuses_values_the_store_cannot_take_and_names_each(tmp_path):
 
 
 def test_import_checks_labels_against_the_convention_and_array_lengths(tmp_path):
-    from misr.evaluation.convention import SIMS
+    from misr.msa.convention import SIMS
 
     with pytest.raises(MisrError, match=r"regression_labels -?\d\.\d+ is not a finite number in \[-1, 1\]"):
         import_file(write(tmp_path / "a.pkl", mosi_like()), tmp_path / "s1", convention=SIMS)  # MOSI labels reach 3

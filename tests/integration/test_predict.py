@@ -9,7 +9,7 @@ import pytest
 
 from misr.config import load_params
 from misr.errors import MisrError
-from misr.evaluation.convention import MOSI
+from misr.msa.convention import MOSI
 from misr.predict import load_models, predict_video
 from tests.helpers import GRID, REPO, TINY_TRAINING, extract_here, make_video, train
 

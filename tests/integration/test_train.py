@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from misr.errors import MisrError
-from misr.evaluation.convention import MOSI
+from misr.msa.convention import MOSI
 from misr.training.checkpoints import load_best
 from misr.training.loop import TrainingDiverged
 from misr.training.setup import resolve_input_spec
@@ -88,7 +88,7 @@ def run_training(store, out, overrides, kill_at=None):
         f"""
         import os, signal
         from misr.config import load_params
-        from misr.evaluation.convention import MOSI
+        from misr.msa.convention import MOSI
         from misr.stages.train import run
         from misr.training.loop import train_seed
         p = load_params({str(REPO / "params.yaml")!r}, {TINY + overrides!r})

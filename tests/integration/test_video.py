@@ -83,7 +83,7 @@ def grid_frames(name: str = "swwp2s") -> list[np.ndarray]:
 
 
 def every_frame_reference(frames: list[np.ndarray]) -> np.ndarray:
-    from misr.features.visual import dlib_models
+    from misr.shipped import dlib_models
 
     detector, _ = dlib_models()
     return np.array([len(detector(np.ascontiguousarray(g), 1)) > 0 for g in frames])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from misr.evaluation.convention import MOSI, SIMS, convention
+from misr.msa.convention import MOSI, SIMS, convention
 
 
 def test_mosi_classes_round_after_clipping():

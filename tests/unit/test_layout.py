@@ -25,9 +25,9 @@ from misr.config import (
     TrainConfig,
     load_params,
 )
-from misr.evaluation.convention import Convention
+from misr.msa.convention import Convention
 from tests.helpers import REPO
-from tests.helpers.imports import closure, module_file, third_party_imports
+from tests.helpers.imports import closure, module_file, module_name, project_imports, third_party_imports
 
 APPLICATION = {"typer", "rich", "prefect", "prefect_dask", "pipelines"}
 # What a stage function's typed argument reads from params.yaml ({item}: the data set of the stage).
@@ -87,6 +87,101 @@ def test_the_library_never_imports_the_application_layer():
         if third_party_imports(p) & APPLICATION
     }
     assert offenders == {}
+
+
+# The library's floors, lowest first. A module may import its own package and packages on lower floors,
+# never one on its own floor or above: conventions and metrics (msa) and the shipped models' locations
+# sit low because data, training and evaluation all use them.
+FLOORS = [
+    ("misr", "misr.errors"),
+    ("misr.util", "misr.config", "misr.msa", "misr.shipped"),
+    ("misr.store",),
+    ("misr.data",),
+    ("misr.features", "misr.model"),
+    ("misr.training",),
+    ("misr.evaluation",),
+    ("misr.registry",),
+    ("misr.predict", "misr.stages"),
+]
+FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
+
+
+def unit_of(path: Path) -> str:
+    name = module_name(path)
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else name
+
+
+def library_files() -> list[Path]:
+    return sorted((REPO / "misr").rglob("*.py"))
+
+
+def test_every_library_package_has_a_floor():
+    assert sorted({unit_of(p) for p in library_files()} - set(FLOOR)) == []
+
+
+def test_no_import_runs_up_the_floors():
+    upward = []
+    for path in library_files():
+        unit = unit_of(path)
+        for target in project_imports(path):
+            other = unit_of(target)
+            if other != unit and FLOOR[other] >= FLOOR[unit]:
+                upward.append(f"{path.relative_to(REPO)} -> {target.relative_to(REPO)}")
+    assert upward == []
+
+
+def test_no_files_import_each_other_even_through_others():
+    graph = {p: project_imports(p) for p in library_files()}
+    cycles = [sorted(str(p.relative_to(REPO)) for p in component) for component in strongly_connected(graph) if len(component) > 1]
+    assert cycles == []
+
+
+def strongly_connected(graph: dict[Path, set[Path]]) -> list[set[Path]]:
+    """Tarjan's components of a directed graph (iterative, so a deep chain cannot overflow the stack)."""
+    index: dict[Path, int] = {}
+    low: dict[Path, int] = {}
+    stack: list[Path] = []
+    on_stack: set[Path] = set()
+    out: list[set[Path]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(graph.get(root, ())))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(graph.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                out.append(component)
+    return out
+
+
+def test_the_cycle_finder_finds_cycles():
+    a, b, c, d = (Path(x) for x in "abcd")
+    found = [sorted(map(str, comp)) for comp in strongly_connected({a: {b}, b: {c}, c: {a}, d: {a}}) if len(comp) > 1]
+    assert found == [["a", "b", "c"]]
 
 
 def test_the_import_follower_finds_what_a_module_needs():

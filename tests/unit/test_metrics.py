@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from misr.evaluation.metrics import MOSI_KEYS, SIMS_KEYS, msa_metrics, sims_bin, weighted_f1
+from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, msa_metrics, sims_bin, weighted_f1
 
 
 def test_keys():

@@ -79,7 +79,8 @@ def test_token_encoder_uses_the_mask():
 
 
 def test_bert_text_encoder_runs_the_shipped_minilm_frozen():
-    from misr.model.encoders import BertTextEncoder, minilm_dir
+    from misr.model.encoders import BertTextEncoder
+    from misr.shipped import minilm_dir
 
     enc = BertTextEncoder(minilm_dir(), finetune=False, d_model=16, n_heads=2, n_layers=1, n_summary=1, dropout=0.0)
     ids = torch.tensor([[101, 2307, 3185, 102], [101, 6659, 102, 0]])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from misr.evaluation.metrics import msa_metrics, sims_bin
+from misr.msa.metrics import msa_metrics, sims_bin
 
 
 @dataclass(frozen=True)

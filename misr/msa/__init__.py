@@ -1,0 +1,1 @@
+"""The field's vocabulary, used by data, training and evaluation alike: label conventions and the MSA metrics."""
