@@ -11,10 +11,8 @@ import yaml
 from misr.errors import MisrError
 from misr.registry.retrain import (
     Snapshot,
-    changes,
     check_is_source,
     checkout_outputs,
-    describe,
     pipeline_stages,
     record_corpus,
     registration_stage,
@@ -120,15 +118,6 @@ def test_no_checkout_reaches_a_corpus_that_a_stage_writes(repo):
 def test_a_missing_register_stage_is_named(repo):
     with pytest.raises(MisrError, match="no stage of dvc.yaml writes .*registration"):
         registration_stage(pipeline_stages(repo), repo / "data" / "eval" / "other", "other")
-
-
-def test_changes_are_described_in_words():
-    before = {"clips": {"a": ["1", "train", "t", "h1"], "b": ["2", "train", "t", "h2"]}}
-    now = {"clips": {"a": ["1.5", "train", "t", "h1"], "b": ["2", "train", "t", "h2"], "c": [0, 0, 0, 0], "d": [0, 0, 0, 0]}}
-    diff = changes(before, now)
-    assert diff == {"new_clips": 2, "removed_clips": 0, "changed_labels": 1, "changed_files": 0}
-    assert describe(diff) == "2 new clips, 1 changed label"
-    assert describe(changes(now, now)) == "no data change"
 
 
 def test_the_demo_corpus_is_never_written_over_a_folder_with_files(tmp_path):

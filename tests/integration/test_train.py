@@ -259,26 +259,6 @@ def test_a_second_training_into_a_folder_in_use_is_refused(store, tmp_path):
     assert not any(p.name.endswith(".lock") for p in (tmp_path / "m").rglob("*"))  # nothing in the DVC output
 
 
-def test_stratified_order_puts_every_group_in_every_batch():
-    from misr.training.batches import epoch_batches, stratified_order
-
-    groups = torch.tensor([1] * 10 + [0] * 90)
-    order = stratified_order(groups, seed=3, epoch=0)
-    assert sorted(order.tolist()) == list(range(100))
-    assert torch.equal(order, stratified_order(groups, 3, 0)) and not torch.equal(order, stratified_order(groups, 3, 1))
-    for piece in epoch_batches(order, 16)[:-1]:
-        assert 1 <= int(groups[piece.indices].sum()) <= 3  # 10% of 16: one to three of the small group, never none
-
-
-def test_group_penalty_hand_values():
-    from misr.model.invariance import group_penalty
-
-    pred, y = torch.tensor([1.0, 2.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 0.0, 2.0])  # L1 residuals 0, 1, 0, 2
-    groups = torch.tensor([0, 0, 1, 1])  # risks 0.5 and 1.0
-    assert group_penalty("vrex", pred, y, groups).item() == pytest.approx(0.0625)
-    assert group_penalty("vrex", pred, y, torch.zeros(4, dtype=torch.long)).item() == 0.0  # one group: nothing to compare
-
-
 @pytest.mark.slow
 def test_groups_environments_are_inferred_after_the_warm_up_and_kept_for_a_resume(tmp_path):
     """The partition is the candidate the warmed-up predictor violates most; the groups go into the checkpoint.
@@ -324,13 +304,3 @@ def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tm
     summary = train(q, store, tmp_path / "no_inv")
     history = state_of(tmp_path / "no_inv" / "seed-7" / "last.pt")["history"]
     assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history)
-
-
-def test_the_first_selectable_epoch_follows_the_penalty_schedule():
-    from misr.training.loop import first_selectable_epoch
-
-    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.invariance.schedule=step").model) == 4
-    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.invariance.schedule=linear").model) == 4
-    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=0").model) == 0
-    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.name=misr_no_inv").model) == 0
-    assert first_selectable_epoch(tiny_params("model.invariance.warmup_epochs=4", "model.name=late_fusion").model) == 0

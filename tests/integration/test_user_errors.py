@@ -1,18 +1,10 @@
 """A user's mistake inside a flow: one error line, exit code 2, no traceback, no retry; outputs checked first."""
 
 import pytest
-from prefect.states import Failed
 
-from misr.errors import MisrError, StoreError
+from misr.errors import MisrError
 from misr.util.atomic import check_writable
-from pipelines.user_errors import retry_unless_user_error
 from tests.helpers import assert_clean_error, misr
-
-
-def test_a_user_error_is_never_retried_and_anything_else_is():
-    assert retry_unless_user_error(None, None, Failed(data=StoreError("cannot write to x"))) is False
-    assert retry_unless_user_error(None, None, Failed(data=MisrError("diverged"))) is False
-    assert retry_unless_user_error(None, None, Failed(data=ConnectionError("server went away"))) is True
 
 
 def test_output_folders_are_checked_before_any_work(tmp_path):
