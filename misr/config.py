@@ -10,6 +10,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -289,8 +290,28 @@ class LossConfig(Section):
     delta: float = Field(0.5, gt=0.0, le=10.0, description="pseudo_huber: quadratic for |r| << delta, slope 1 (like L1) beyond")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What a model variant switches on. `model.name` picks one; code asks these, never the name."""
+
+    gaussian: bool  # Gaussian heads and their fused z (False: the pooled encoders concatenated into an MLP)
+    kl: bool  # the distributional constraints: prior and pairwise KL terms
+    invariance: bool  # the invariance penalty
+    z_draws: bool  # the environments are draws of z, whatever model.environments says
+
+
+VARIANTS = {
+    "misr": Variant(gaussian=True, kl=True, invariance=True, z_draws=False),
+    "misr_no_dist": Variant(gaussian=True, kl=False, invariance=True, z_draws=False),
+    "misr_no_inv": Variant(gaussian=True, kl=True, invariance=False, z_draws=False),
+    "misr_z_env": Variant(gaussian=True, kl=True, invariance=True, z_draws=True),
+    "late_fusion": Variant(gaussian=False, kl=False, invariance=False, z_draws=False),
+}
+ModelName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
+
+
 class ModelConfig(Section):
-    name: Literal["misr", "late_fusion", "misr_no_dist", "misr_no_inv", "misr_z_env"] = "misr"
+    name: ModelName = "misr"
     d_model: int = Field(64, ge=8, le=4096)
     n_heads: int = Field(4, ge=1, le=64)
     n_layers: int = Field(2, ge=1, le=24)
@@ -316,9 +337,23 @@ class ModelConfig(Section):
     invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
 
+    @property
+    def variant(self) -> Variant:
+        return VARIANTS[self.name]
+
+    @property
+    def environment_source(self) -> str:
+        """Where the invariance penalty's environments come from: z_draws, groups, z_plus_unimodal or unimodal."""
+        return "z_draws" if self.variant.z_draws else self.environments
+
+    @property
+    def infers_groups(self) -> bool:
+        """Training partitions the clips into groups (once the penalty first has weight)."""
+        return self.variant.invariance and self.environment_source == "groups"
+
     @model_validator(mode="after")
     def _irm_needs_a_smooth_loss(self) -> ModelConfig:
-        if self.invariance.kind == "irm" and self.loss.kind == "l1" and self.name not in ("late_fusion", "misr_no_inv"):
+        if self.invariance.kind == "irm" and self.loss.kind == "l1" and self.variant.invariance:
             raise ValueError(
                 "invariance.kind irm differentiates the risk with respect to a scale of the predictions; with loss.kind l1 "
                 "that gradient is a step function of the residuals: set loss.kind to pseudo_huber"

@@ -94,7 +94,7 @@ class MISR(nn.Module):
         self.encoders = build_encoders(cfg, spec)
         self.heads = nn.ModuleDict({m: gaussian.GaussianHead(d, k, cfg.kl.logvar_min, cfg.kl.logvar_max) for m in MODALITIES})
         # the z-only ablation never uses unimodal projections (and DDP refuses unused parameters)
-        views = cfg.name != "misr_z_env" and cfg.environments != "groups"
+        views = cfg.environment_source in ("z_plus_unimodal", "unimodal")
         self.unimodal = nn.ModuleDict({m: nn.Linear(d, k) for m in MODALITIES} if views else {})
         self.invariant = nn.Sequential(nn.Linear(k, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d), nn.GELU())
         self.regressor = nn.Linear(d, 1)
@@ -121,11 +121,11 @@ class MISR(nn.Module):
 
     def environments(self, z, h, gauss, present, sample: bool) -> torch.Tensor:
         """[E, B, latent_dim]; environment 0 is always the joint representation z."""
-        if self.cfg.name == "misr_z_env":
+        if self.cfg.environment_source == "z_draws":
             if not sample:
                 return z[None]
             return torch.stack([z] + [self.fuse(gauss, present, True)[0] for _ in range(self.cfg.z_env_samples - 1)])
-        if self.cfg.environments == "groups":
+        if self.cfg.environment_source == "groups":
             return z[None]  # the environments are groups of clips, given with the batch
         u = [self.unimodal[m](h[m]) for m in MODALITIES]
         if self.cfg.environments == "z_plus_unimodal":
@@ -151,7 +151,7 @@ class LateFusion(nn.Module):
 
 
 def build_model(cfg: ModelConfig, spec: InputSpec) -> nn.Module:
-    return LateFusion(cfg, spec) if cfg.name == "late_fusion" else MISR(cfg, spec)
+    return MISR(cfg, spec) if cfg.variant.gaussian else LateFusion(cfg, spec)
 
 
 def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
@@ -163,9 +163,9 @@ def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
         "kl_pair": cfg.kl.pairwise_weight,
         "invariance": invariance.penalty_weight(inv.weight, epoch, inv.warmup_epochs, inv.schedule),
     }
-    if cfg.name in ("misr_no_dist", "late_fusion"):
+    if not cfg.variant.kl:
         w["kl_prior"] = w["kl_pair"] = 0.0
-    if cfg.name in ("misr_no_inv", "late_fusion"):
+    if not cfg.variant.invariance:
         w["invariance"] = 0.0
     return w
 
@@ -181,7 +181,7 @@ def loss_terms(
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
-        if cfg.environments == "groups":
+        if cfg.environment_source == "groups":
             grouped = invariance.group_penalty if groups is not None else None
             terms["invariance"] = grouped(cfg.invariance.kind, preds[0], y, groups, cfg.loss) if grouped else preds.sum() * 0.0
         else:

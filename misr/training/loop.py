@@ -243,7 +243,7 @@ def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
     """model.environments groups: infer the groups when the penalty first has weight (EIIL's reference model
     is the model at the end of the warm-up), or restore them on resume; the batches then carry them."""
     cfg = run.settings.model
-    if cfg.environments != "groups" or cfg.name in ("misr_no_inv", "late_fusion", "misr_z_env"):
+    if not cfg.infers_groups:
         return
     if job.state.groups is None and loss_weights(cfg, epoch)["invariance"] > 0:
         chosen = choose_partition(job.model, batches_for(run.loaded.train, run.device), run.settings.train.batch_size, cfg.loss)

@@ -373,3 +373,24 @@ def test_misr_trains_and_predicts_on_a_clip_longer_than_the_limit():
     out = model(batch)
     total_loss(loss_terms(params.model, out, batch["y"]), loss_weights(params.model, 5)).backward()
     assert torch.isfinite(out["pred"]).all()
+
+
+def test_each_variant_switches_on_what_its_table_row_says():
+    from misr.config import VARIANTS
+
+    for name, variant in VARIANTS.items():
+        cfg = model_cfg(f"model.name={name}", "model.invariance.warmup_epochs=0", "model.environments=groups")
+        w = loss_weights(cfg, epoch=5)
+        assert (w["kl_prior"] > 0) == variant.kl and (w["invariance"] > 0) == variant.invariance, name
+        assert isinstance(build_model(cfg, SPEC), MISR if variant.gaussian else LateFusion), name
+        assert cfg.infers_groups == (variant.invariance and not variant.z_draws), name
+
+
+def test_the_z_only_ablation_is_penalised_across_its_draws_under_any_environments_setting():
+    # with model.environments groups (params.yaml's default) the draws of z are this variant's environments all the same
+    torch.manual_seed(0)
+    cfg = model_cfg("model.name=misr_z_env", "model.z_env_samples=3", "model.environments=groups")
+    assert cfg.environments == "groups" and cfg.environment_source == "z_draws"
+    model = build_model(cfg, SPEC)
+    terms = loss_terms(cfg, model(batch()), batch()["y"])
+    assert terms["invariance"].item() > 0
