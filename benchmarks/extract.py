@@ -10,7 +10,7 @@ corpus as a share of the first run (targets: visual >= 400 frames/s, whole clip 
 re-run < 5%). Torch, OpenCV and BLAS are held to one thread.
 
 With --workers, a demo corpus of --clips clips is made once and extracted by the extraction flow
-(`features.runner=dask`, a LocalCluster of N single-threaded worker processes) for each N. It prints,
+(`extract.runner=dask`, a LocalCluster of N single-threaded worker processes) for each N. It prints,
 per N, the wall time of the flow (cluster start and model loading included) and the steady throughput:
 clips per second from the moment every worker has finished its first shard (models loaded) to the
 last shard; then the speed-up of each N over the first (target: 2 workers >= 1.8x one).
@@ -69,7 +69,7 @@ def main() -> None:
     files = sorted(args.grid.glob("*.mpg"))
     if not files:
         sys.exit(f"no GRID clips (*.mpg) in {args.grid}")
-    params = load_params(REPO / "params.yaml", ["data.dataset=demo", "features.max_workers=1"])
+    params = load_params(REPO / "params.yaml", ["data.dataset=demo", "extract.max_workers=1"])
     extractors = extractors_for(params.features)
     clips = [Clip(f"grid$_${f.stem}", "grid", f.stem, f, "bin blue at f two now", "test", 0.0) for f in files]
     for ex in extractors.values():  # load models, compile, warm caches: not part of the rate
@@ -113,7 +113,7 @@ def main() -> None:
         store = Path(tmp) / "store"
 
         def run():
-            extract.run(params.features, MOSI, raw, store)
+            extract.run(params.features, params.extract, MOSI, raw, store)
 
         first, _ = timed(run, 1)
         second, _ = timed(run, 1)
@@ -136,7 +136,7 @@ def scale_out(workers: list[int], n_clips: int, shard_size: int) -> None:
             for n in workers:
                 p = load_params(
                     REPO / "params.yaml",
-                    ["data.dataset=demo", "features.runner=dask", f"features.max_workers={n}", f"features.shard_size={shard_size}"],
+                    ["data.dataset=demo", "extract.runner=dask", f"extract.max_workers={n}", f"extract.shard_size={shard_size}"],
                 )
                 done: list[tuple[float, int]] = []
 
@@ -145,7 +145,7 @@ def scale_out(workers: list[int], n_clips: int, shard_size: int) -> None:
                         done.append((time.perf_counter(), info["clips"]))
 
                 start = time.perf_counter()
-                summary = extract_flow(p.features, MOSI, raw, Path(tmp) / f"store-{n}", progress)
+                summary = extract_flow(p.features, p.extract, MOSI, raw, Path(tmp) / f"store-{n}", progress)
                 wall = time.perf_counter() - start
                 if summary["complete"] != n_clips:
                     sys.exit(f"{n} worker(s): only {summary['complete']} of {n_clips} clips complete")

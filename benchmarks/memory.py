@@ -2,7 +2,7 @@
 
     python benchmarks/memory.py [--small 48] [--large 192] [--minutes 10] [--skip-long]
 
-Runs `misr extract` (the command a user runs; threads runner, features.max_workers from params.yaml)
+Runs `misr extract` (the command a user runs; threads runner, extract.max_workers from params.yaml)
 as a child process and samples, every 50 ms, the resident memory of
   extract:  the `misr extract` process itself (where every clip is decoded and its features computed);
   tree:     that process plus its children (the Prefect API server it starts), summed.

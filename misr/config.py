@@ -245,14 +245,30 @@ class VisualFeatures(Section):
 
 
 class FeaturesConfig(Section):
+    """What the features are: every key here can change the store's contents."""
+
+    text: TextFeatures = Field(default_factory=TextFeatures)
+    audio: AudioFeatures = Field(default_factory=AudioFeatures)
+    visual: VisualFeatures = Field(default_factory=VisualFeatures)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_extract(cls, raw: Any) -> Any:
+        moved = sorted(set(raw) & set(ExtractConfig.model_fields)) if isinstance(raw, dict) else []
+        if moved:
+            where = ", ".join(f"extract.{key}" for key in moved)
+            raise ValueError(f"{', '.join(moved)} moved to the extract section ({where}): features holds only what the features are")
+        return raw
+
+
+class ExtractConfig(Section):
+    """How extraction runs, not what it produces: no DVC stage declares these, so changing them re-runs nothing."""
+
     shard_size: int = Field(16, ge=1, le=10000, description="clips per extraction task")
     runner: Literal["threads", "dask"] = "threads"
     max_workers: int = Field(2, ge=1, le=1024)
     dask_address: str | None = Field(None, description="an existing Dask scheduler; null starts a local cluster")
     strict: bool = Field(False, description="exit non-zero when any clip is quarantined")
-    text: TextFeatures = Field(default_factory=TextFeatures)
-    audio: AudioFeatures = Field(default_factory=AudioFeatures)
-    visual: VisualFeatures = Field(default_factory=VisualFeatures)
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -450,6 +466,7 @@ class RetrainConfig(Section):
 class Params(Section):
     data: DataConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)

@@ -1,8 +1,8 @@
 """The training flow: the train stage with one Prefect task per seed, and a summary artifact.
 
-`misr train` runs this flow; a DVC stage calls `misr train`. Under torchrun (several processes)
-the CLI calls the stage directly: every rank must run the same steps, which a flow per rank would
-only complicate.
+`misr train` runs this flow, and so does the train stage of dvc.yaml (`python -m pipelines.train
+STORE MODEL_DIR --dataset NAME`, see `main`). Under torchrun (several processes) the CLI calls the
+stage directly: every rank must run the same steps, which a flow per rank would only complicate.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from misr.config import FeaturesConfig, ModelConfig, TrainConfig
-from misr.msa.convention import Convention
+from misr.msa.convention import Convention, convention
+from misr.stages import load, parser, text_table
 from misr.stages import train as stage
 from misr.training.loop import Progress, Run, SeedResult, train_seed
+from misr.util.atomic import check_writable
+from misr.util.command import run_command
+from pipelines.prefect_api import prefect_api
 from pipelines.user_errors import quiet_user_error_tracebacks, retry_unless_user_error
 
 quiet_user_error_tracebacks()
@@ -56,3 +60,27 @@ def train_flow(
         description="validation MAE per seed",
     )
     return summary
+
+
+def main() -> None:
+    args = parser(
+        "Train model.name for every seed of train.seeds on STORE into MODEL_DIR (a Prefect flow).",
+        ("store", "the feature store"),
+        ("model_dir", "where checkpoints, summary.json and logs go"),
+    ).parse_args()
+
+    def body() -> None:
+        params, _, dataset = load(args)
+        stage.check_inputs(params.model, args.store)  # fail fast, before the flow starts
+        check_writable(args.model_dir)
+        sections = (params.model, params.train, params.features, convention(dataset.convention))
+        with prefect_api():
+            summary = train_flow(*sections, args.store, args.model_dir, progress=stage.ProgressLines())
+        print(f"{params.model.name} on {args.store} ({summary['device']})")
+        print(text_table(stage.SUMMARY_COLUMNS, stage.summary_rows(summary)))
+
+    run_command(body)
+
+
+if __name__ == "__main__":
+    main()

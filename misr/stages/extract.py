@@ -2,6 +2,7 @@
 
 `run` is the whole stage; `pipelines/extract.py` passes it a shard runner that makes each shard a
 Prefect task (retries, threads or Dask). Without one, the shards run one after the other here.
+dvc.yaml runs that flow's module (`python -m pipelines.extract RAW_DIR STORE --dataset NAME`).
 
 A clip is extracted again for a modality only when its source (the video file's sha256, or the
 transcript's for text) or the extractor's configuration hash differs from what the store holds. A
@@ -12,13 +13,14 @@ their reason; every other clip is still done.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from misr.config import FeaturesConfig
+from misr.config import ExtractConfig, FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, probe_duration
 from misr.errors import MisrError
@@ -75,6 +77,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 def run(
     features: FeaturesConfig,
+    execution: ExtractConfig,
     convention: Convention,
     raw_dir: str | Path,
     store_dir: str | Path,
@@ -84,7 +87,7 @@ def run(
     """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
     check_writable(store_dir)  # before the corpus is read, not after it is extracted
     with FeatureStore(store_dir).lock():
-        the_plan = plan(features, convention, raw_dir, store_dir)
+        the_plan = plan(features, convention, raw_dir, store_dir, execution.shard_size)
         jobs = the_plan.jobs()
         total = sum(len(job.clips) for job in jobs)
         if progress:
@@ -118,6 +121,13 @@ def decoded_duration(header: float | None, decoded: dict[str, float]) -> tuple[f
     return min(decoded.values()), f"partial decode: {parts} of the {header:.2f} s its header declares (a truncated file?)"
 
 
+def summary_line(summary: dict[str, Any], store_dir: str | Path) -> str:
+    return (
+        f"{summary['extracted']} clip(s) extracted in {summary['shards']} shard(s); {summary['complete']} of {summary['clips']} "
+        f"complete in {store_dir}; {summary['quarantined']} quarantined"
+    )
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
     """The summary as (what, count) rows, for the CLI and the flow's artifact."""
     rows = [
@@ -131,7 +141,23 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
     return rows + [(f"quarantine {k}", v) for k, v in sorted(summary["by_error"].items())]
 
 
-def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path) -> Plan:
+class ProgressLines:
+    """Progress as plain lines on stderr (for logs and `dvc repro`, where a bar would not render)."""
+
+    def __init__(self) -> None:
+        self.todo = self.done = 0
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "plan":
+            self.todo = info["todo"]
+            print(f"extracting {info['todo']} of {info['clips']} clips in {info['shards']} shard(s)", file=sys.stderr, flush=True)
+        elif event == "shard":
+            self.done += info["clips"]
+            failed = f", {info['errors']} quarantined" if info["errors"] else ""
+            print(f"  {self.done}/{self.todo} clips{failed}", file=sys.stderr, flush=True)
+
+
+def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path, shard_size: int = 16) -> Plan:
     clips, problems = read_corpus(raw_dir, convention)
     store = FeatureStore(store_dir)
     dropped = leaving_clips(store, raw_dir, {c.key for c in clips} | {p["clip_key"] for p in problems})
@@ -154,8 +180,7 @@ def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, 
             todo[clip.key] = need
     good = [c for c in clips if c.key in hashes]
     keys = [c.key for c in good if c.key in todo]
-    size = features.shard_size
-    return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)], dropped)
+    return Plan(good, problems, hashes, todo, [keys[i : i + shard_size] for i in range(0, len(keys), shard_size)], dropped)
 
 
 def leaving_clips(store: FeatureStore, raw_dir: str | Path, corpus_keys: set[str]) -> list[str]:

@@ -1,7 +1,12 @@
-"""Stage train: every seed of `train.seeds`, checkpointed and resumable (see `misr.training.loop`)."""
+"""Stage train: every seed of `train.seeds`, checkpointed and resumable (see `misr.training.loop`).
+
+dvc.yaml runs its flow's module (`python -m pipelines.train STORE MODEL_DIR --dataset NAME`).
+"""
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +57,17 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
         ]
         for seed, r in summary["seeds"].items()
     ]
+
+
+class ProgressLines:
+    """Progress as one plain line per epoch on stderr (for logs and `dvc repro`, where a bar would not render)."""
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "seed":
+            self.epochs = info["epochs"]
+            resumed = f", resuming after epoch {info['start_epoch']}" if info["resumed"] else ""
+            print(f"seed {info['seed']}: {info['epochs']} epochs of {info['steps']} steps{resumed}", file=sys.stderr, flush=True)
+        elif event == "epoch":
+            best = f" (best {info['best_mae']:.4f})" if math.isfinite(info["best_mae"]) else ""  # none yet in the warm-up
+            line = f"  seed {info['seed']} epoch {info['epoch'] + 1}/{self.epochs}: valid MAE {info['valid_mae']:.4f}{best}"
+            print(line, file=sys.stderr, flush=True)

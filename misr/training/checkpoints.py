@@ -23,7 +23,7 @@ import torch
 import yaml
 from torch import nn
 
-from misr.config import FeaturesConfig, ModelConfig, TrainConfig, validate_section
+from misr.config import ExtractConfig, FeaturesConfig, ModelConfig, TrainConfig, validate_section
 from misr.errors import MisrError
 from misr.model import InputSpec, build_model
 from misr.msa.convention import Convention, convention
@@ -52,9 +52,14 @@ class RunSettings:
         return cls(
             model=validate_section(ModelConfig, raw.get("model", {}), f"{source} (model)"),
             train=validate_section(TrainConfig, raw.get("train", {}), f"{source} (train)"),
-            features=validate_section(FeaturesConfig, raw.get("features", {}), f"{source} (features)"),
+            features=validate_section(FeaturesConfig, _what_features_are(raw.get("features", {})), f"{source} (features)"),
             convention=convention(raw.get("convention", "mosi")),
         )
+
+
+def _what_features_are(raw: Any) -> Any:
+    # checkpoints written before the extract section held its execution settings (shard_size, ...) in features
+    return {k: v for k, v in raw.items() if k not in ExtractConfig.model_fields} if isinstance(raw, dict) else raw
 
 
 FORMAT_VERSION = 1  # what this code writes and the newest it reads (checkpoints without one are version 1)

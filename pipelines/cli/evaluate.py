@@ -28,7 +28,6 @@ def evaluate_command(
     ds = cfg.data.active
     target = out_dir or ds.eval_dir
     ev = evaluate.run(cfg.evaluate, cfg.data.dataset, ds, store or ds.features_dir, model_dir or ds.models_dir, target)
-    keys = ev.settings.convention.headline
-    rows = [[split, *(f"{m['mean'][k]:.3f} +- {m['std'][k]:.3f}" for k in keys)] for split, m in ev.metrics.items() if "mean" in m]
-    out.print(table(f"{ev.settings.model.name}: mean +- std over {len(ev.seeds)} seed(s)", ("split", *keys), rows))
+    title = f"{ev.settings.model.name}: mean +- std over {len(ev.seeds)} seed(s)"
+    out.print(table(title, ("split", *ev.settings.convention.headline), evaluate.headline_rows(ev)))
     out.print(f"metrics.json, robustness.json, plots/ and model_card.md in {target}")

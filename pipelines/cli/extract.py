@@ -14,8 +14,8 @@ from pipelines.cli.common import ParamsOption, SetOption, app, dataset_with, loa
 def extract_command(
     raw_dir: Path | None = typer.Argument(None, help="the raw corpus (Raw/ and label.csv) [default: the active data set's raw_dir]"),
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="the feature store [default: the active data set's features_dir]"),
-    strict: bool | None = typer.Option(None, "--strict/--no-strict", help="exit 1 when any clip is quarantined [default: features.strict]"),
-    runner: str | None = typer.Option(None, help="threads or dask [default: features.runner]"),
+    strict: bool | None = typer.Option(None, "--strict/--no-strict", help="exit 1 when any clip is quarantined [default: extract.strict]"),
+    runner: str | None = typer.Option(None, help="threads or dask [default: extract.runner]"),
     dask_address: str | None = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://host:8786"),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,
@@ -27,16 +27,16 @@ def extract_command(
     """
     from misr.data.corpus import check_root
     from misr.msa.convention import convention
-    from misr.stages.extract import summary_rows
+    from misr.stages.extract import summary_line, summary_rows
     from misr.util.atomic import check_writable
     from pipelines.extract import extract_flow
     from pipelines.prefect_api import prefect_api
 
     overrides = list(set_ or [])
     if runner:
-        overrides.append(f"features.runner={runner}")
+        overrides.append(f"extract.runner={runner}")
     if dask_address:
-        overrides += ["features.runner=dask", f"features.dask_address={dask_address}"]
+        overrides += ["extract.runner=dask", f"extract.dask_address={dask_address}"]
     cfg = load(params, overrides)
     raw = raw_dir or dataset_with(cfg, "raw", "raw_dir").raw_dir
     store = out_dir or cfg.data.active.features_dir
@@ -52,13 +52,10 @@ def extract_command(
                 bar.advance(state["task"], info["clips"])
 
         with prefect_api():
-            summary = extract_flow(cfg.features, convention(cfg.data.active.convention), raw, store, progress)
-    out.print(
-        f"{summary['extracted']} clip(s) extracted in {summary['shards']} shard(s); {summary['complete']} of {summary['clips']} "
-        f"complete in {store}; {summary['quarantined']} quarantined"
-    )
+            summary = extract_flow(cfg.features, cfg.extract, convention(cfg.data.active.convention), raw, store, progress)
+    out.print(summary_line(summary, store))
     for what, count in summary_rows(summary)[4:]:
         if count:
             out.print(f"  {what}: {count}", highlight=False)
-    if summary["quarantined"] and (strict if strict is not None else cfg.features.strict):
+    if summary["quarantined"] and (strict if strict is not None else cfg.extract.strict):
         raise typer.Exit(1)

@@ -88,27 +88,7 @@ def synth_command(
 
         oracle = synth.run(cfg.data.synth, target, force=force, progress=progress)
 
-    rows = [
-        [s, str(st["n"]), f"{st['positive']:.2f}", f"{st['neutral']:.2f}", f"{st['conflict']:.2f}"]
-        for s, st in oracle["label_stats"].items()
-    ]
-    out.print(table(f"synthetic store {target}", ("split", "clips", "positive", "neutral", "conflict"), rows))
-    keys = ("Non0_acc_2", "Mult_acc_7", "MAE", "Corr")
-    rows = [
-        [name, split, *(f"{m[k]:.3f}" for k in keys)]
-        for name, block in (("oracle", oracle["oracle"]), ("train mean", oracle["train_mean_baseline"]))
-        for split, m in block.items()
-    ]
-    out.print(table("ceiling (oracle) vs floor (train mean)", ("predictor", "split", *keys), rows))
-    rows = [
-        [metric, split, f"{c['bayes']:.3f}", f"{c['erm']:.3f}", c["predictor"]]
-        for split, per_metric in oracle["ceilings"].items()
-        for metric, c in per_metric.items()
-    ]
-    out.print(
-        table(
-            "ceilings per metric: test-aware Bayes vs ERM (Bayes under training's distribution)",
-            ("metric", "split", "bayes", "erm", "predictor"),
-            rows,
-        )
-    )
+    out.print(table(f"synthetic store {target}", synth.LABEL_COLUMNS, synth.label_rows(oracle)))
+    out.print(table("ceiling (oracle) vs floor (train mean)", synth.BOUND_COLUMNS, synth.bound_rows(oracle)))
+    title = "ceilings per metric: test-aware Bayes vs ERM (Bayes under training's distribution)"
+    out.print(table(title, synth.CEILING_COLUMNS, synth.ceiling_rows(oracle)))

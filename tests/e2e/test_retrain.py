@@ -31,7 +31,7 @@ SMALL = [
     "model.d_model=16",
     "model.n_heads=2",
     "model.n_layers=1",
-    "features.max_workers=1",
+    "extract.max_workers=1",
     "features.text.store_hidden=true",  # MiniLM once per clip at extraction, not on every batch of training
 ]
 
@@ -204,7 +204,7 @@ def test_new_clips_survive_retraining_a_failure_and_ctrl_c(shipped_repo, source_
         env={**os.environ, "MISR_TEST_MARK": mark}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    assert wait_for(lambda: any("misr extract" in cmd for cmd in processes_marked(mark)), 120)
+    assert wait_for(lambda: any("pipelines.extract" in cmd for cmd in processes_marked(mark)), 120)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = stopped_within(proc, 60)
     assert proc.returncode == 130 and "stopped" in err, err

@@ -44,7 +44,7 @@ def corpus(tmp_path_factory):
 
 def test_ctrl_c_stops_extraction_keeps_finished_shards_and_leaves_no_process(corpus, tmp_path, prefect_home):
     store = tmp_path / "store"
-    args = ["extract", corpus, "--out", store, "-S", "data.dataset=demo", "-S", "features.shard_size=2", "-S", "features.max_workers=2"]
+    args = ["extract", corpus, "--out", store, "-S", "data.dataset=demo", "-S", "extract.shard_size=2", "-S", "extract.max_workers=2"]
     proc, mark = start(args, prefect_home)
     fs = FeatureStore(store)
     assert wait_for(lambda: len(fs.part_files("visual")) >= 1), proc.stderr.read() if proc.poll() is not None else ""

@@ -52,14 +52,14 @@ def extract_here(p: Params, raw: Path, store: Path) -> dict[str, Any]:
     """The extract stage without Prefect (shards one after the other in this process)."""
     from misr.stages import extract as stage
 
-    return stage.run(p.features, convention(p.data.active.convention), raw, store)
+    return stage.run(p.features, p.extract, convention(p.data.active.convention), raw, store)
 
 
 def extract_flow(p: Params, raw: Path, store: Path) -> dict[str, Any]:
     """The extract stage as `misr extract` runs it: a Prefect flow."""
     from pipelines.extract import extract_flow as flow
 
-    return flow(p.features, convention(p.data.active.convention), raw, store)
+    return flow(p.features, p.extract, convention(p.data.active.convention), raw, store)
 
 
 def make_video(path: Path, with_audio: bool = True, with_face: bool = True, seconds: float = 1.0) -> None:

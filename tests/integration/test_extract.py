@@ -25,7 +25,7 @@ FIELDS = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V
 
 
 def params(*extra):
-    return base_params("data.dataset=demo", "features.shard_size=4", "data.demo_corpus.duration=[1.0, 1.4]", *extra)
+    return base_params("data.dataset=demo", "extract.shard_size=4", "data.demo_corpus.duration=[1.0, 1.4]", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +268,9 @@ def test_a_killed_run_resumes_without_redoing_finished_shards(corpus, tmp_path, 
         "-S",
         "data.dataset=demo",
         "-S",
-        "features.shard_size=2",
+        "extract.shard_size=2",
         "-S",
-        "features.max_workers=1",
+        "extract.max_workers=1",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 240
@@ -297,7 +297,7 @@ def test_a_killed_run_resumes_without_redoing_finished_shards(corpus, tmp_path, 
 
 @pytest.mark.slow
 def test_dask_runner_on_a_local_cluster(corpus, tmp_path, prefect_harness):
-    p = params("features.runner=dask", "features.max_workers=2")
+    p = params("extract.runner=dask", "extract.max_workers=2")
     summary = run_flow(p, corpus, tmp_path / "store")
     assert summary["complete"] == 13 and summary["shards"] == 4
 
@@ -308,7 +308,7 @@ def test_the_dask_runner_without_its_extra_is_a_clear_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as if `pip install misr` had left the extra out
     with pytest.raises(MisrError, match=r"needs prefect-dask, which is not installed") as err:
-        task_runner(params("features.runner=dask").features)
+        task_runner(params("extract.runner=dask").extract)
     assert "pip install 'misr[dask]'" in str(err.value)
 
 
@@ -478,8 +478,8 @@ def test_a_store_follows_its_corpus_and_another_corpus_is_refused(corpus, tmp_pa
     from misr.stages.extract import run
 
     store = tmp_path / "store"
-    features = params().features
-    first = run(features, MOSI, corpus, store)
+    features, execution = params().features, params().extract
+    first = run(features, execution, MOSI, corpus, store)
     assert first["complete"] == 13 and first["dropped"] == 0
     held = FeatureStore(store).clips().column("clip_key").to_pylist()
 
@@ -490,13 +490,13 @@ def test_a_store_follows_its_corpus_and_another_corpus_is_refused(corpus, tmp_pa
         (other / "Raw" / vid).rename(other / "Raw" / f"other_{vid}")
     write_rows(other, [{**r, "video_id": f"other_{r['video_id']}"} for r in rows])
     with pytest.raises(MisrError, match=r"holds the features of another corpus: none of its 13 clips is in .*other/label.csv"):
-        run(features, MOSI, other, store)
+        run(features, execution, MOSI, other, store)
     assert FeatureStore(store).clips().column("clip_key").to_pylist() == held
 
     # clips removed from the store's own corpus leave clips.parquet, and the summary says how many
     mine = copy_corpus(corpus, tmp_path / "mine")
     write_rows(mine, rows_of(mine)[2:])
-    again = run(features, MOSI, mine, store)
+    again = run(features, execution, MOSI, mine, store)
     assert again["dropped"] == 2 and again["extracted"] == 0
     assert ("left the corpus (removed from clips.parquet)", 2) in summary_rows(again)
     assert FeatureStore(store).clips().num_rows == 11
@@ -515,7 +515,7 @@ def test_a_second_extraction_into_a_store_being_written_is_refused(corpus, tmp_p
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(Busy, match=r"another writer of .*store \(misr extract, synth or import-mmsa\) holds"):
-            run(params().features, MOSI, corpus, store)
+            run(params().features, params().extract, MOSI, corpus, store)
         assert not FeatureStore(store).exists()  # refused before any work
     finally:
         holder.kill()

@@ -31,7 +31,7 @@ def test_unknown_key_names_the_key_and_the_allowed_keys(params_file):
 
 def test_unknown_top_level_section(params_file):
     msg = error_of(params_file, "trian.lr=0.1")
-    assert "trian: unknown key" in msg and "data, features, model, train, evaluate, register" in msg
+    assert "trian: unknown key" in msg and "data, features, extract, model, train, evaluate, register" in msg
 
 
 def test_wrong_choice_lists_allowed_values(params_file):
@@ -110,3 +110,19 @@ def test_a_key_given_twice_in_the_file_is_an_error(params_file):
     with pytest.raises(ConfigError, match=r"the key 'train' is given twice \(first on line \d+\)") as info:
         load_params(params_file)
     assert str(params_file) in str(info.value)
+
+
+def test_an_execution_knob_left_under_features_says_where_it_moved(params_file):
+    msg = error_of(params_file, "features.max_workers=4")
+    assert "max_workers moved to the extract section (extract.max_workers)" in msg
+
+
+def test_checkpoints_written_before_the_extract_section_still_load():
+    from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+    from misr.msa.convention import MOSI
+    from misr.training.checkpoints import RunSettings
+
+    now = RunSettings(ModelConfig(), TrainConfig(), FeaturesConfig(), MOSI)
+    old = yaml.safe_load(now.to_yaml())
+    old["features"].update(shard_size=16, runner="threads", max_workers=2, dask_address=None, strict=False)
+    assert RunSettings.from_yaml(yaml.safe_dump(old), "best.pt") == now

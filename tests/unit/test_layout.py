@@ -3,7 +3,6 @@ exactly the code and params its command reads (so `dvc repro` never leaves a sta
 
 from __future__ import annotations
 
-import inspect
 import json
 import shlex
 import subprocess
@@ -18,6 +17,7 @@ from misr.config import (
     DatasetConfig,
     DemoCorpusConfig,
     EvaluateConfig,
+    ExtractConfig,
     FeaturesConfig,
     ModelConfig,
     RegisterConfig,
@@ -31,7 +31,9 @@ from tests.helpers.imports import closure, module_file, module_name, project_imp
 
 APPLICATION = {"typer", "rich", "prefect", "prefect_dask", "pipelines"}
 # What a stage function's typed argument reads from params.yaml ({item}: the data set of the stage).
+# None: read, but it cannot change what the stage writes (how extraction runs), so no stage declares it.
 SECTION_KEYS = {
+    ExtractConfig: None,
     ModelConfig: "model",
     TrainConfig: "train",
     FeaturesConfig: "features",
@@ -49,8 +51,8 @@ def stages() -> list[tuple[str, str, dict]]:
     out = []
     for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
         if "foreach" not in stage:
-            cmd = stage["cmd"]
-            item = next((a.split("=", 1)[1] for a in shlex.split(cmd) if a.startswith("data.dataset=")), None)
+            words = shlex.split(stage["cmd"])
+            item = words[words.index("--dataset") + 1] if "--dataset" in words else None
             out.append((name, item, stage))
             continue
         items = stage["foreach"]
@@ -67,12 +69,10 @@ STAGES = stages()
 
 
 def command_module(cmd: str) -> Path:
-    """The file that defines the `misr` command a stage runs."""
-    from pipelines.cli.main import app
-
-    word = shlex.split(cmd)[1]
-    found = next(c for c in app.registered_commands if c.name == word)
-    return Path(inspect.getsourcefile(found.callback)).resolve()
+    """The file of the module a stage runs (`python -m <module> ...`)."""
+    words = shlex.split(cmd)
+    assert words[:2] == ["python", "-m"], f"a stage runs its own module (python -m misr.stages.<stage>), not {cmd!r}"
+    return module_file(words[2])
 
 
 def covered(path: Path, deps: list[str]) -> bool:
@@ -202,23 +202,57 @@ def test_a_stage_declares_every_project_file_its_command_imports(name, item, sta
     assert unused == [], f"{name} lists deps its command never imports: {unused}"
 
 
+def test_a_stage_runs_its_own_module_never_the_cli():
+    for name, _, stage in STAGES:
+        module = module_name(command_module(stage["cmd"]))
+        assert module in (f"misr.stages.{name.split('@')[0]}", f"pipelines.{name.split('@')[0]}"), (name, module)
+        assert "pipelines/cli" not in {str(p.relative_to(REPO).parent) for p in closure(command_module(stage["cmd"]))}
+
+
+def keys_read(module: object, item: str | None) -> set[str]:
+    """The params.yaml keys a stage's run() reads and that can change its outputs, one per field of each section
+    it takes (a key its command sets, FROM_COMMAND, is not read from the file)."""
+    keys = set()
+    for t in typing.get_type_hints(module.run).values():
+        if SECTION_KEYS.get(t) is None:
+            continue
+        key = SECTION_KEYS[t].format(item=item)
+        fields = getattr(t, "model_fields", None)
+        keys |= {f"{key}.{f}" for f in fields} if fields else {key}
+    return keys - set(getattr(module, "FROM_COMMAND", ()))
+
+
+def under(key: str, declared: str) -> bool:
+    return key == declared or key.startswith(declared + ".")
+
+
 @pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
 def test_a_stage_declares_the_params_its_function_takes(name, item, stage):
     module = __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"])
-    hints = typing.get_type_hints(module.run)
-    wanted = {SECTION_KEYS[t].format(item=item) for t in hints.values() if t in SECTION_KEYS}
+    wanted = keys_read(module, item)
     declared = set(stage.get("params", []))
-    uncovered = [w for w in wanted if not any(w == d or w.startswith(d + ".") for d in declared)]
+    uncovered = sorted(w for w in wanted if not any(under(w, d) for d in declared))
     assert uncovered == [], f"{name}: its run() reads {uncovered} but dvc.yaml does not declare them"
-    extra = [d for d in declared if not any(w == d or w.startswith(d + ".") or d.startswith(w + ".") for w in wanted)]
+    extra = sorted(d for d in declared if not any(under(w, d) or under(d, w) for w in wanted))
     assert extra == [], f"{name}: dvc.yaml declares params its run() never takes: {extra}"
+    from_command = [(d, k) for d in declared for k in getattr(module, "FROM_COMMAND", ()) if under(k, d)]
+    assert from_command == [], f"{name}: declares keys its command sets (a change to them would re-run it for nothing)"
+
+
+def test_no_stage_declares_how_extraction_runs():
+    declared = {d for _, _, stage in STAGES for d in stage.get("params", [])}
+    assert [d for d in declared if d == "extract" or d.startswith("extract.")] == []
+    assert set(ExtractConfig.model_fields).isdisjoint(FeaturesConfig.model_fields)
 
 
 @pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
 def test_stage_paths_are_the_data_sets_paths_in_params(name, item, stage):
-    ds = load_params(REPO / "params.yaml").data.datasets[item]
-    allowed = {str(p) for p in (ds.raw_dir, ds.features_dir, ds.models_dir, ds.eval_dir) if p is not None}
+    datasets = load_params(REPO / "params.yaml").data.datasets
     in_cmd = [a for a in shlex.split(stage["cmd"]) if a.startswith("data/")]
+    if item is None:  # a stage without --dataset (synth): the data set whose folder it writes
+        item = next(n for n, ds in datasets.items() if str(ds.features_dir) in in_cmd)
+    ds = datasets[item]
+    allowed = {str(p) for p in (ds.raw_dir, ds.features_dir, ds.models_dir, ds.eval_dir) if p is not None}
     assert in_cmd and all(a in allowed for a in in_cmd), (in_cmd, allowed)
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
     assert all(any(o == a or o.startswith(a + "/") for a in allowed) for o in outs), (outs, allowed)
