@@ -111,8 +111,8 @@ def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]
     from misr.stages.train import run as train
     from misr.store import FeatureStore
     from misr.training.batches import Batches
-    from misr.training.checkpoints import load_best
     from misr.training.inference import predict
+    from misr.training.model_dir import ModelDir
 
     def progress(kind: str, info: dict[str, Any]) -> None:
         if kind == "seed":
@@ -123,7 +123,7 @@ def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]
     data = {name: Batches(FeatureStore(path).load_split(name.split(":")[-1]), torch.device("cpu")) for name, path in splits.items()}
     preds = {}
     for seed in p.train.seeds:
-        model, _ = load_best(out / f"seed-{seed}")
+        model, _ = ModelDir(out).load_best(seed)
         preds[seed] = {name: predict(model, batches, 64) for name, batches in data.items()}
     log(f"  {p.model.name}: {len(p.train.seeds)} seed(s) in {time.perf_counter() - started:.0f} s")
     return preds

@@ -25,9 +25,10 @@ import torch
 from misr.data.corpus import VIDEO_EXTENSIONS, Clip, is_video_name
 from misr.data.media import ClipError
 from misr.errors import MisrError
+from misr.registry import versions
 from misr.training.batches import zero_modality
 from misr.training.checkpoints import load_checkpoint
-from misr.util import proc
+from misr.training.model_dir import ModelDir
 
 
 @dataclass
@@ -49,55 +50,24 @@ def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[t
             f"no model folder at {folder}", hint="pass a trained model folder (MODEL_DIR of `misr train`), a stage or a version"
         )
     if folder.is_dir():
-        summary = folder / "summary.json"
-        if not summary.exists():
+        if not ModelDir(folder).summary_path.exists():
             raise MisrError(f"{folder} is not a trained model folder (no summary.json)")
-        seeds = list(json.loads(summary.read_text())["seeds"])
-        return [load_checkpoint(folder / f"seed-{s}" / "best.pt", name=str(folder)) for s in seeds], str(folder)
+        return ModelDir(folder).load_ensemble(), str(folder)
     import dvc.api
-    import gto.api
-    import yaml
-    from gto.exceptions import GTOException
 
-    if not (Path(repo) / ".git").exists():
-        raise MisrError(
-            f"{Path(repo).resolve()} is not a git repository, so it holds no model registry (GTO tags)",
-            hint="run from the pipeline's repository, pass --repo, or --model MODEL_DIR",
-        )
+    commit = versions.commit_of(repo, artifact, ref)
+    model_dir = ModelDir(versions.artifact_path(repo, artifact, commit))  # relative: read from DVC at the commit
+
+    def read(path: Path, mode: str = "r") -> str | bytes:
+        return dvc.api.read(str(path), repo=str(repo), rev=commit, mode=mode)
 
     try:
-        if ref.startswith("v") and ref[1:2].isdigit():  # a version: the commit its registration tag points to
-            commit = _commit_of(repo, artifact, ref)
-        else:  # a stage: the version it holds now
-            found = gto.api.find_versions_in_stage(str(repo), artifact, ref)
-            commit = (found[0] if isinstance(found, list) else found).commit_hexsha if found else None
-    except GTOException as exc:
-        raise MisrError(f"cannot read the model registry in {repo}: {exc}") from None
-    if not commit:
-        raise MisrError(
-            f"no version of {artifact} is {'registered as ' + ref if ref.startswith('v') else 'in stage ' + ref!r}",
-            hint="train and register one (`bash scripts/demo.sh`), or pass --model MODEL_DIR",
-        )
-    dvc_yaml = yaml.safe_load(dvc.api.read("dvc.yaml", repo=str(repo), rev=commit))
-    path = dvc_yaml.get("artifacts", {}).get(artifact, {}).get("path")
-    if not path:
-        raise MisrError(f"dvc.yaml at {commit[:10]} declares no artifact {artifact!r}")
-    try:
-        seeds = list(json.loads(dvc.api.read(f"{path}/summary.json", repo=str(repo), rev=commit))["seeds"])
-        models = [
-            load_checkpoint(
-                io.BytesIO(dvc.api.read(f"{path}/seed-{s}/best.pt", repo=str(repo), rev=commit, mode="rb")),
-                name=f"{artifact}@{commit[:10]}",
-            )
-            for s in seeds
-        ]
+        seeds = list(json.loads(read(model_dir.summary_path))["seeds"])
+        name = f"{artifact}@{commit[:10]}"
+        models = [load_checkpoint(io.BytesIO(read(model_dir.best(s), "rb")), name=name) for s in seeds]
     except Exception as exc:  # DVC raises many kinds when the data is neither in the cache nor on a remote
         raise MisrError(f"cannot read the model files of {artifact} at {commit[:10]}: {exc}", hint="`dvc pull` them first") from None
     return models, f"{artifact} {ref} (commit {commit[:10]})"
-
-
-def _commit_of(repo: Path, artifact: str, version: str) -> str | None:
-    return proc.git(repo, "rev-list", "-n", "1", f"{artifact}@{version}", check=False) or None
 
 
 def videos_in(target: Path) -> list[Path]:

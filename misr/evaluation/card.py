@@ -91,7 +91,7 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
                 "mean": float(labels.mean()),
                 "classes": {str(c): int((classes == c).sum()) for c in convention.classes},
             }
-    paths = {"raw_data": dataset.raw_dir, "features": Path(ev.store_dir), "model": Path(ev.model_dir)}
+    paths = {"raw_data": dataset.raw_dir, "features": Path(ev.store_dir), "model": ev.model_dir.root}
     rel = {k: Path(os.path.relpath(v, repo)) for k, v in paths.items() if v is not None}
     lock = dvc_lock_hashes(repo, rel)
     hashes = {

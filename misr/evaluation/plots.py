@@ -9,6 +9,7 @@ import numpy as np
 
 from misr.msa.convention import Convention
 from misr.store import SplitData
+from misr.training.model_dir import ModelDir
 from misr.util.atomic import atomic_path, write_csv
 
 
@@ -26,7 +27,7 @@ def write_plot_data(folder: Path, data: SplitData, pred: np.ndarray, convention:
     write_csv(folder / "error_by_bin.csv", bins)
 
 
-def write_pngs(folder: Path, y: np.ndarray, pred: np.ndarray, model_dir: Path, seeds: list[str], convention: Convention) -> None:
+def write_pngs(folder: Path, y: np.ndarray, pred: np.ndarray, model_dir: ModelDir, seeds: list[str], convention: Convention) -> None:
     plot_scatter(folder / "scatter.png", y, pred, convention)
     plot_confusion(folder / "confusion.png", y, pred, convention)
     plot_error_by_bin(folder / "error_by_bin.png", y, pred, convention)
@@ -92,13 +93,12 @@ def plot_error_by_bin(path: Path, y: np.ndarray, pred: np.ndarray, convention: C
     _save(fig, path)
 
 
-def plot_training_curves(path: Path, model_dir: Path, seeds: list[str]) -> None:
+def plot_training_curves(path: Path, model_dir: ModelDir, seeds: list[str]) -> None:
     """Training loss and validation MAE per epoch, one line per seed (from the DVCLive logs)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for seed in seeds:
-        metrics_dir = model_dir / "dvclive" / f"seed-{seed}" / "plots" / "metrics"
-        curves = ((metrics_dir / "train" / "total.tsv", "train loss"), (metrics_dir / "valid" / "MAE.tsv", "valid MAE"))
+        curves = ((model_dir.curve(seed, "train", "total"), "train loss"), (model_dir.curve(seed, "valid", "MAE"), "valid MAE"))
         for ax, (tsv, label) in zip(axes, curves, strict=True):
             steps, values = _read_curve(tsv)
             if steps:

@@ -6,7 +6,6 @@ convention and the batch size are the ones the model was trained with (they trav
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,19 @@ import numpy as np
 import torch
 
 from misr.config import EvaluateConfig
-from misr.errors import MisrError
 from misr.evaluation.robustness import robustness_report
 from misr.store import FeatureStore, SplitData
 from misr.training.batches import Batches
-from misr.training.checkpoints import RunSettings, load_best
+from misr.training.checkpoints import RunSettings
 from misr.training.inference import predict, score
+from misr.training.model_dir import ModelDir
 
 
 @dataclass
 class Evaluated:
     settings: RunSettings
     store_dir: Path
-    model_dir: Path
+    model_dir: ModelDir
     summary: dict[str, Any]  # the model's summary.json
     splits: dict[str, SplitData]
     per_seed: dict[str, dict[str, dict[str, float]]]  # split -> seed -> metrics
@@ -41,12 +40,9 @@ class Evaluated:
 
 
 def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: str | Path) -> Evaluated:
-    store_dir, model_dir = Path(store_dir), Path(model_dir)
-    summary_path = model_dir / "summary.json"
-    if not summary_path.exists():
-        raise MisrError(f"no trained model in {model_dir} (summary.json missing)", hint="run `misr train` first")
-    summary = json.loads(summary_path.read_text())
-    loaded = [load_best(model_dir / f"seed-{seed}") for seed in summary["seeds"]]
+    store_dir, folder = Path(store_dir), ModelDir(model_dir)
+    summary = folder.summary()
+    loaded = folder.load_ensemble()
     models = [model for model, _ in loaded]
     settings: RunSettings = loaded[0][1]["settings"]
     convention, batch_size = settings.convention, settings.train.batch_size
@@ -72,4 +68,4 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
     if evaluate_cfg.robustness and "test" in splits:
         robustness = robustness_report(models, splits["test"], convention, batch_size)
     mean_preds = {s: np.mean(p, axis=0) for s, p in preds.items()}
-    return Evaluated(settings, store_dir, model_dir, summary, splits, per_seed, metrics, mean_preds, robustness)
+    return Evaluated(settings, store_dir, folder, summary, splits, per_seed, metrics, mean_preds, robustness)

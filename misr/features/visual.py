@@ -4,7 +4,7 @@ Per analysed frame (features.visual.frame_rate):
   face                  1 when a face was found (detected, or tracked since the last detection), else 0
   x0..x67, y0..y67      landmarks in a face frame: origin between the eyes, eyes level, inter-ocular
                         distance 1 (so position, scale and roll drop out)
-  pose_yaw/pitch/roll   head pose in degrees (solvePnP against a generic 3D face)
+  pose_yaw/pitch/roll   head pose in degrees, 0 when upright and facing the camera (`head_pose`)
   AU01_r ... AU45_r     action-unit intensities in [0, 5] from landmark geometry (below)
 Frames without a face carry zeros. Frames stream from the decoder in bounded chunks (`VideoStream`),
 sampled at the frame rate by their time stamps, through `FaceTracker`: dlib's HOG detector finds the
@@ -45,18 +45,23 @@ AU_TABLE = (
     ("AU26_r", "jaw_drop", 1.15, 0.35),
     ("AU45_r", "eye_closure", -0.33, 0.15),
 )
-# a generic 3D face (arbitrary units) for the pose: nose tip, chin, eye corners, mouth corners
+# A generic adult face for the head pose, in millimetres from the nose tip, in the camera's axes (x to
+# the image's right, y down, z away from the camera), so a face looking into the camera has rotation 0.
+# Only points that stay put when the jaw drops or the mouth smiles: the eye corners and the nose's
+# bridge, tip and base (approximate anthropometric averages: outer canthi ~90 mm apart, inner ~32 mm).
+_POSE_POINTS = [27, 30, 33, 36, 39, 42, 45]
 _MODEL_3D = np.array(
     [
-        (0.0, 0.0, 0.0),
-        (0.0, -330.0, -65.0),
-        (-225.0, 170.0, -135.0),
-        (225.0, 170.0, -135.0),
-        (-150.0, -150.0, -125.0),
-        (150.0, -150.0, -125.0),
+        (0.0, -48.0, 24.0),  # 27 nose bridge, between the eyes
+        (0.0, 0.0, 0.0),  # 30 nose tip
+        (0.0, 12.0, 16.0),  # 33 nose base
+        (-45.0, -38.0, 38.0),  # 36 outer corner of the eye on the image's left
+        (-16.0, -38.0, 26.0),  # 39 its inner corner
+        (16.0, -38.0, 26.0),  # 42
+        (45.0, -38.0, 38.0),  # 45
     ]
 )
-_POSE_POINTS = [30, 8, 36, 45, 48, 54]
+_OUTER_EYES_MM = 90.0
 
 
 def feature_names() -> list[str]:
@@ -74,7 +79,7 @@ def feature_names() -> list[str]:
 class LandmarkExtractor(Extractor):
     name = "landmarks"
     modality = "visual"
-    version = "2"
+    version = "3"  # 3: head pose from rigid points, started upright (no flips)
 
     def __init__(self, features):
         super().__init__(features)
@@ -368,22 +373,35 @@ def action_units(normalised: np.ndarray) -> np.ndarray:
 
 
 def head_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Yaw, pitch, roll in degrees per frame from six landmarks (solvePnP, a pinhole camera guess)."""
+    """Yaw, pitch, roll in degrees per frame (0, 0, 0: upright, looking into the camera).
+
+    solvePnP of seven rigid landmarks against a generic face, with a pinhole camera guess. Each frame
+    starts from the upright, frontal pose at the distance its eye corners imply: started from scratch,
+    the iterative solver can settle on a mirror solution with the face behind the camera (roll near
+    180 degrees, yaw and pitch wrong). A solution behind the camera is dropped (zeros).
+    """
     import cv2
 
-    camera = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], dtype=np.float64)
+    focal = float(width)
+    camera = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]], dtype=np.float64)
     out = np.zeros((len(landmarks), 3), dtype=np.float32)
     for i, pts in enumerate(landmarks):
-        ok, rvec, _ = cv2.solvePnP(_MODEL_3D, pts[_POSE_POINTS].astype(np.float64), camera, None, flags=cv2.SOLVEPNP_ITERATIVE)
-        if not ok:
+        image = pts[_POSE_POINTS].astype(np.float64)
+        eyes = float(np.linalg.norm(image[6] - image[3]))
+        if eyes < 1.0:
+            continue
+        depth = focal * _OUTER_EYES_MM / eyes
+        centre = (image[1] - camera[:2, 2]) * depth / focal  # the nose tip, back-projected
+        rvec = np.zeros((3, 1))
+        tvec = np.array([[centre[0]], [centre[1]], [depth]])
+        ok, rvec, tvec = cv2.solvePnP(_MODEL_3D, image, camera, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
+        if not ok or tvec[2, 0] <= 0:
             continue
         rot, _ = cv2.Rodrigues(rvec)
-        sy = math.hypot(rot[0, 0], rot[1, 0])
+        # rot = Rz(roll) Ry(yaw) Rx(pitch)
         pitch = math.degrees(math.atan2(rot[2, 1], rot[2, 2]))
-        yaw = math.degrees(math.atan2(-rot[2, 0], sy))
+        yaw = math.degrees(math.atan2(-rot[2, 0], math.hypot(rot[2, 1], rot[2, 2])))
         roll = math.degrees(math.atan2(rot[1, 0], rot[0, 0]))
-        # the generic model's y axis points up, the image's down: pitch comes out near +-180
-        pitch = (pitch + 360) % 360 - 180
         out[i] = (yaw, pitch, roll)
     return out
 

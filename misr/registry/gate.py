@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from misr.config import RegisterConfig
 from misr.errors import MisrError
-from misr.evaluation.card import card_markdown
+from misr.evaluation.eval_dir import EvalDir
+from misr.registry import versions
 from misr.util import proc
-from misr.util.atomic import write_json, write_text
+from misr.util.atomic import write_json
 
 LOWER_IS_BETTER = {"MAE"}
 
@@ -80,36 +80,6 @@ def gate(candidate: dict[str, float], prod: dict[str, float] | None, baseline_ma
 # ------------------------------------------------------------------------------------ git and gto
 
 
-def _after_last_tag_second(repo: Path, artifact: str) -> None:
-    """Wait (at most a second) until the clock has left the second of this artifact's newest tag.
-
-    GTO orders versions and stage assignments by their tag's time, which has one-second resolution:
-    two promotions within one second could be read back in the wrong order.
-    """
-    listing = proc.git(
-        repo, "for-each-ref", "--sort=-taggerdate", "--format=%(taggerdate:unix) %(refname:short)", "refs/tags/", check=False
-    )
-    pairs = [line.split(" ", 1) for line in listing.splitlines() if " " in line]
-    newest = next((int(t) for t, name in pairs if name.startswith(artifact) and t.isdigit()), None)
-    while newest is not None and time.time() < newest + 1:
-        time.sleep(0.05)
-
-
-def stage_holder(repo: Path, cfg: RegisterConfig) -> tuple[str, str] | None:
-    """(version, commit) of the model now in the stage, or None when the stage is empty."""
-    import gto.api
-    from gto.exceptions import GTOException
-
-    try:
-        found = gto.api.find_versions_in_stage(str(repo), cfg.artifact, cfg.stage)
-    except GTOException:
-        return None
-    if not found:
-        return None
-    current = found[0] if isinstance(found, list) else found
-    return current.version, current.commit_hexsha
-
-
 def metrics_at(repo: Path, commit: str, path: Path) -> dict[str, Any] | None:
     rel = os.path.relpath(path, repo)
     text = proc.git(repo, "show", f"{commit}:{rel}", check=False)
@@ -120,7 +90,7 @@ def metrics_at(repo: Path, commit: str, path: Path) -> dict[str, Any] | None:
 
 
 def decide(cfg: RegisterConfig, repo: Path, eval_dir: Path) -> Decision:
-    metrics_path = eval_dir / "metrics.json"
+    metrics_path = EvalDir(eval_dir).metrics
     if not metrics_path.exists():
         raise MisrError(f"no {metrics_path}", hint="run `misr evaluate` first")
     metrics = json.loads(metrics_path.read_text())
@@ -130,7 +100,7 @@ def decide(cfg: RegisterConfig, repo: Path, eval_dir: Path) -> Decision:
         )
     candidate = metrics["valid"]["mean"]
     baseline = float(metrics["train_mean_baseline"]["valid_MAE"])
-    holder = stage_holder(repo, cfg)
+    holder = versions.stage_holder(repo, cfg.artifact, cfg.stage)
     prod_metrics = None
     if holder is not None:
         prod_all = metrics_at(repo, holder[1], metrics_path)
@@ -158,15 +128,15 @@ def record(eval_dir: Path, decision: Decision, artifact: str) -> Path:
 
     A folder of its own, so that the register stage never rewrites the evaluate stage's outputs.
     """
-    folder = eval_dir / "registration"
+    folders = EvalDir(eval_dir)
     payload = asdict(decision)
     for key in ("commit", "version"):  # known only once the decision itself is committed and tagged
         payload.pop(key)
-    write_json(folder / "decision.json", payload)
-    card = _card(eval_dir)
+    write_json(folders.decision, payload)
+    card = folders.read_card()
     if card is not None:
-        _write_card(folder, {**card, "artifact": artifact, "registration": payload})
-    return folder
+        folders.write_card({**card, "artifact": artifact, "registration": payload}, folders.registration)
+    return folders.registration
 
 
 def register(cfg: RegisterConfig, repo: str | Path, eval_dir: str | Path, commit: bool = False, decide_only: bool = False) -> Decision:
@@ -197,25 +167,11 @@ def register(cfg: RegisterConfig, repo: str | Path, eval_dir: str | Path, commit
         proc.commit(repo, f"misr: registration decision for {cfg.artifact}: {verdict}", [str(eval_dir)])
     decision.commit = proc.head(repo)
     if decision.promote:
-        card = _card(eval_dir / "registration")
+        folders = EvalDir(eval_dir)
+        card = folders.read_card(folders.registration)
         if card is not None:
             card["git"] = {**card.get("git", {}), "registered_commit": decision.commit}
-            _write_card(eval_dir / "registered", card)
+            folders.write_card(card, folders.registered)
             decision.commit = proc.commit(repo, f"misr: model card of {cfg.artifact} at {decision.commit[:10]}", [str(eval_dir)])
-        import gto.api
-
-        _after_last_tag_second(repo, cfg.artifact)
-        tag = gto.api.register(str(repo), cfg.artifact, "HEAD", message=f"misr: {decision.reasons[0]}")
-        decision.version = tag.version if hasattr(tag, "version") else str(tag)
-        gto.api.assign(str(repo), cfg.artifact, cfg.stage, version=decision.version, message="misr: promotion gate passed")
+        decision.version = versions.tag(repo, cfg.artifact, cfg.stage, decision.reasons[0])
     return decision
-
-
-def _card(folder: Path) -> dict[str, Any] | None:
-    path = folder / "model_card.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_card(folder: Path, card: dict[str, Any]) -> None:
-    write_json(folder / "model_card.json", card)
-    write_text(folder / "model_card.md", card_markdown(card))

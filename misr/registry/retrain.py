@@ -27,6 +27,7 @@ import yaml
 from misr.config import Params
 from misr.data.corpus import find_video, read_label_table
 from misr.errors import MisrError
+from misr.evaluation.eval_dir import EvalDir
 from misr.store import clip_key
 from misr.util import proc
 from misr.util.atomic import write_json
@@ -109,7 +110,7 @@ def check_is_source(stages: list[Stage], corpus: Path, repo: Path, dataset: str)
 
 def registration_stage(stages: list[Stage], eval_dir: Path, dataset: str) -> str:
     """The stage that writes the gate's decision for the data set: what retraining reproduces."""
-    target = (eval_dir / "registration").resolve()
+    target = EvalDir(eval_dir).registration.resolve()
     for stage in stages:
         if not stage.data_source and target in stage.outs:
             return stage.name
@@ -270,12 +271,11 @@ def eval_dir(repo: Path, params: Params) -> Path:
 
 
 def metrics_of(repo: Path, params: Params) -> dict[str, Any] | None:
-    path = eval_dir(repo, params) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return EvalDir(eval_dir(repo, params)).read_metrics()
 
 
 def decision_of(repo: Path, params: Params) -> dict[str, Any]:
-    path = eval_dir(repo, params) / "registration" / "decision.json"
+    path = EvalDir(eval_dir(repo, params)).decision
     if not path.exists():
         raise MisrError(f"the pipeline wrote no gate decision at {path.relative_to(repo)}")
     return json.loads(path.read_text())

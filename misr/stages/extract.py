@@ -13,6 +13,7 @@ their reason; every other clip is still done.
 
 from __future__ import annotations
 
+import math
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -87,7 +88,7 @@ def run(
     """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
     check_writable(store_dir)  # before the corpus is read, not after it is extracted
     with FeatureStore(store_dir).lock():
-        the_plan = plan(features, convention, raw_dir, store_dir, execution.shard_size)
+        the_plan = plan(features, convention, raw_dir, store_dir, execution.shard_size, execution.max_workers)
         jobs = the_plan.jobs()
         total = sum(len(job.clips) for job in jobs)
         if progress:
@@ -157,7 +158,11 @@ class ProgressLines:
             print(f"  {self.done}/{self.todo} clips{failed}", file=sys.stderr, flush=True)
 
 
-def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path, shard_size: int = 16) -> Plan:
+def plan(
+    features: FeaturesConfig, convention: Convention, raw_dir: str | Path, store_dir: str | Path, shard_size: int = 16, workers: int = 1
+) -> Plan:
+    """What the store lacks, in shards of at most `shard_size` clips, and at least `workers` shards when there
+    are that many clips (so that a small corpus keeps every worker busy)."""
     clips, problems = read_corpus(raw_dir, convention)
     store = FeatureStore(store_dir)
     dropped = leaving_clips(store, raw_dir, {c.key for c in clips} | {p["clip_key"] for p in problems})
@@ -180,7 +185,8 @@ def plan(features: FeaturesConfig, convention: Convention, raw_dir: str | Path, 
             todo[clip.key] = need
     good = [c for c in clips if c.key in hashes]
     keys = [c.key for c in good if c.key in todo]
-    return Plan(good, problems, hashes, todo, [keys[i : i + shard_size] for i in range(0, len(keys), shard_size)], dropped)
+    size = max(1, min(shard_size, math.ceil(len(keys) / workers)))
+    return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)], dropped)
 
 
 def leaving_clips(store: FeatureStore, raw_dir: str | Path, corpus_keys: set[str]) -> list[str]:

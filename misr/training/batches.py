@@ -62,7 +62,7 @@ class Batches:
     "group" and the training order is stratified so that every batch holds every group.
     """
 
-    def __init__(self, data: SplitData, device: torch.device):
+    def __init__(self, data: SplitData | SplitStream, device: torch.device):
         self.data = data
         self.device = device
         self.pin = device.type == "cuda"
@@ -119,28 +119,13 @@ class StreamedBatches(Batches):
     in proportion only on average.
     """
 
-    def __init__(self, stream: SplitStream, device: torch.device):
-        self.stream = stream
-        self.device = device
-        self.pin = device.type == "cuda"
-        self.groups: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.stream)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return self.stream.labels
-
-    @property
-    def unimodal_labels(self) -> dict[str, torch.Tensor]:
-        return self.stream.unimodal_labels
+    data: SplitStream  # what Batches holds as SplitData: length, labels and unimodal labels alike
 
     def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
-        return self.stream.order(seed, epoch, shuffle)
+        return self.data.order(seed, epoch, shuffle)
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = Batches(self.stream.take(idx), self.device).get(torch.arange(len(idx)))
+        batch = Batches(self.data.take(idx), self.device).get(torch.arange(len(idx)))
         if self.groups is not None:
             batch["group"] = self._to_device(self.groups[idx])
         return batch

@@ -116,14 +116,6 @@ def load_last(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def load_best(seed_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The best checkpoint of one seed, rebuilt into its model."""
-    path = Path(seed_dir) / "best.pt"
-    if not path.exists():
-        raise MisrError(f"no checkpoint at {path}", hint="train first (`misr train`)")
-    return load_checkpoint(path, device, name=str(path))
-
-
 def load_checkpoint(
     source: Path | BinaryIO, device: str | torch.device = "cpu", name: str = "checkpoint"
 ) -> tuple[nn.Module, dict[str, Any]]:

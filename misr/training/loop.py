@@ -35,6 +35,7 @@ from misr.training.batches import Batches, batches_for, drop_modalities, epoch_b
 from misr.training.checkpoints import RunSettings
 from misr.training.groups import choose_partition
 from misr.training.inference import autocast_for, evaluate_split
+from misr.training.model_dir import ModelDir
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import check_writable, write_json, write_text
 from misr.util.lock import exclusive
@@ -93,6 +94,10 @@ class Run:
     device: torch.device
     dist: Dist
 
+    @property
+    def model_dir(self) -> ModelDir:
+        return ModelDir(self.out)
+
 
 @dataclass
 class SeedJob:
@@ -106,10 +111,6 @@ class SeedJob:
     fingerprint: str
     resumed: bool
     steps_per_epoch: int
-
-    @property
-    def folder_name(self) -> str:
-        return f"seed-{self.seed}"
 
 
 # How an orchestrator runs one seed (default: `train_seed` in this process).
@@ -176,7 +177,7 @@ def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:
         "train_mean_valid_mae": results[0].train_mean_valid_mae,
     }
     if run.dist.main:
-        write_json(run.out / "summary.json", summary)
+        write_json(run.model_dir.summary_path, summary)
     return summary
 
 
@@ -192,7 +193,7 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         ddp_model = nn.parallel.DistributedDataParallel(job.model, device_ids=device_ids)
     train_batches, valid_batches = batches_for(loaded.train, run.device), batches_for(loaded.valid, run.device)
-    live = _live(run.out / "dvclive" / job.folder_name, job.resumed) if dist.main else None
+    live = _live(run.model_dir.live(seed), job.resumed) if dist.main else None
     if progress:
         info = {"epochs": tc.epochs, "steps": job.steps_per_epoch, "start_epoch": job.state.epoch + 1, "resumed": job.resumed}
         progress("seed", {"seed": seed, **info})
@@ -269,7 +270,7 @@ def start_seed(run: Run, seed: int) -> SeedJob:
     steps_per_epoch = len(epoch_batches(torch.arange(len(loaded.train)), tc.batch_size, world=dist.world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
     job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch)
-    last_path = run.out / job.folder_name / "last.pt"
+    last_path = run.model_dir.last(seed)
     ckpt = checkpoints.load_last(last_path)
     if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
         model.load_state_dict(ckpt["model"])
@@ -340,11 +341,10 @@ def validate_and_checkpoint(
     state.finished = state.bad_epochs >= tc.patience or epoch == tc.epochs - 1
     if not run.dist.main:
         return
-    folder = run.out / job.folder_name
     if improved:
         info = {"epoch": epoch, "seed": job.seed, "valid_metrics": valid, "train_mean": train_mean}
-        checkpoints.save_best(folder / "best.pt", job.model, run.settings, run.loaded.spec, **info)
-    checkpoints.save_last(folder / "last.pt", job.model, job.optimizer, job.scheduler, job.fingerprint, asdict(state))
+        checkpoints.save_best(run.model_dir.best(job.seed), job.model, run.settings, run.loaded.spec, **info)
+    checkpoints.save_last(run.model_dir.last(job.seed), job.model, job.optimizer, job.scheduler, job.fingerprint, asdict(state))
     if live is not None:
         live.step = epoch
         for k, v in record.items():

@@ -15,6 +15,7 @@ from misr.msa.convention import convention
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = REPO.parent / "shared" / "data" / "grid"
+FACES = REPO.parent / "shared" / "data" / "faces"  # five licensed real recordings (see its README)
 
 # A model and a synthetic set small enough to train in seconds.
 TINY_TRAINING = [

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from misr.errors import MisrError
-from misr.training.checkpoints import FORMAT_VERSION, load_best
+from misr.training.checkpoints import FORMAT_VERSION
+from misr.training.model_dir import ModelDir
 from tests.helpers import REPO, TINY_TRAINING, params, train
 
 TINY = [*TINY_TRAINING, "data.synth.scenario=shift", "data.synth.n_clips={train: 64, valid: 16, test: 16}", "train.seeds=[7]"]
@@ -65,16 +66,16 @@ def test_a_damaged_best_pt_is_a_clear_error(trained, tmp_path):
     good = best.read_bytes()
     truncate(best)
     with pytest.raises(MisrError, match=r"cannot read the checkpoint .*best\.pt: .*\(truncated or corrupt\?\)"):
-        load_best(model / "seed-7")
+        ModelDir(model).load_best(7)
     best.write_bytes(good)
     poison(best)
     with pytest.raises(MisrError, match="holds non-finite weights"):
-        load_best(model / "seed-7")
+        ModelDir(model).load_best(7)
     best.write_bytes(good)
     ckpt = torch.load(best, weights_only=True)
     torch.save({**ckpt, "format_version": 99}, best)
     with pytest.raises(MisrError, match=f"written in checkpoint format 99; this misr reads format {FORMAT_VERSION} and older"):
-        load_best(model / "seed-7")
+        ModelDir(model).load_best(7)
     best.write_bytes(good[:100])  # and through the commands: one error line, exit 2
     for cmd in (
         ["evaluate", str(trained / "store"), "--model", str(model), "--out", str(tmp_path / "eval")],

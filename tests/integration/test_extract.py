@@ -520,3 +520,15 @@ def test_a_second_extraction_into_a_store_being_written_is_refused(corpus, tmp_p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_small_corpus_is_cut_into_a_shard_per_worker(corpus, tmp_path):
+    """13 clips and shards of up to 16 used to be one shard: one core busy, the other idle."""
+
+    def sizes(**kw):
+        return [len(s) for s in plan(params().features, MOSI, corpus, tmp_path / "store", **kw).shards]
+
+    assert sizes(shard_size=16, workers=2) == [7, 6]
+    assert sizes(shard_size=16, workers=1) == [13]
+    assert sizes(shard_size=4, workers=2) == [4, 4, 4, 1]
+    assert len(sizes(shard_size=16, workers=32)) == 13

@@ -12,8 +12,8 @@ import torch
 
 from misr.errors import MisrError
 from misr.msa.convention import MOSI
-from misr.training.checkpoints import load_best
 from misr.training.loop import TrainingDiverged
+from misr.training.model_dir import ModelDir
 from misr.training.setup import resolve_input_spec
 from tests.helpers import REPO, TINY_TRAINING, params, train
 
@@ -70,7 +70,7 @@ def test_best_checkpoint_loads_with_weights_only_and_reproduces_valid_mae(store,
 
     params = tiny_params("train.epochs=3")
     summary = train(params, store, tmp_path / "m")
-    model, info = load_best(tmp_path / "m" / "seed-7")
+    model, info = ModelDir(tmp_path / "m").load_best(7)
     valid = Batches(FeatureStore(store).load_split("valid"), torch.device("cpu"))
     mae = evaluate_split(model, valid, 16, MOSI)["MAE"]
     assert mae == pytest.approx(summary["seeds"]["7"]["best_valid_mae"], abs=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import GRID, params
+from tests.helpers import FACES, GRID, params
 
 BITS = 8  # a frame's index, written as 8 black/white stripes: survives H.264 compression exactly
 
@@ -225,3 +225,16 @@ def test_a_stop_request_ends_decoding_within_a_chunk_not_at_the_end_of_the_recor
     finally:
         reset()
     assert len(next(VideoStream(video, 25.0, chunk=64).chunks())) == 64  # once cleared, decoding goes on
+
+
+@pytest.mark.skipif(not FACES.exists(), reason="../shared/data/faces is not here")
+def test_head_pose_is_never_flipped_on_real_recordings():
+    """Film light, glasses and turned heads: 17% of this clip's face frames used to read roll ~180 degrees."""
+    from misr.data.corpus import Clip
+    from misr.features.visual import LandmarkExtractor, feature_names
+
+    path = FACES / "glasses_man_coloured_light_scene_cuts_noaudio.mp4"
+    frames = LandmarkExtractor(params().features).extract(Clip("v$_$c", "v", "c", path, "", "test", 0.0))["frames"]
+    face = frames[:, 0] > 0
+    roll = frames[face, feature_names().index("pose_roll")]
+    assert face.sum() > 100 and np.abs(roll).max() < 90
