@@ -5,9 +5,10 @@ commit that version points to, or a folder that `misr train` wrote. Every seed's
 predicts and the scores are averaged. The features are extracted with the settings the model was
 trained with (they travel inside the checkpoint).
 
-A missing modality (no transcript given, no audio track, no face) is said out loud. A model trained
-with modality dropout (`train.modality_dropout` > 0) then predicts from what is there; any other model
-refuses, because it never learned to do without that modality.
+A missing modality (no transcript given, no audio track, no face) is said out loud, and the score comes
+from the modalities that are there: the fusion gives a missing one weight 0. A model trained with
+modality dropout (`train.modality_dropout` > 0) learned to do that; for any other model the prediction
+says that it never did (`Prediction.unpractised`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Prediction:
     class_name: str
     label2: str
     missing: dict[str, str] = field(default_factory=dict)  # modality -> why
+    unpractised: bool = False  # a modality is missing and the model never trained without one
+
+    @property
+    def used(self) -> list[str]:
+        return [m for m in ("text", "audio", "visual") if m not in self.missing]
 
 
 def load_models(ref: str, repo: Path, artifact: str, stage: str) -> tuple[list[tuple[torch.nn.Module, dict]], str]:
@@ -104,12 +110,6 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
             missing[modality] = exc.message
     if len(missing) == 3:
         raise MisrError(f"{video}: nothing to predict from ({'; '.join(missing.values())})")
-    if missing and settings.train.modality_dropout <= 0:
-        raise MisrError(
-            f"{video}: {'; '.join(f'{m} missing: {why}' for m, why in missing.items())}. This model was trained without "
-            "modality dropout, so it cannot predict without them",
-            hint="give the transcript with --text, or use a model trained with train.modality_dropout > 0",
-        )
     batch = _batch(records, models[0][1]["spec"])
     for modality in missing:
         batch = zero_modality(batch, modality)
@@ -128,6 +128,7 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
         class_name=settings.convention.class_names[klass],
         label2="positive" if score >= 0 else "negative",
         missing=missing,
+        unpractised=bool(missing) and settings.train.modality_dropout <= 0,
     )
 
 

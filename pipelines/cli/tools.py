@@ -124,8 +124,15 @@ def predict_command(
             failed += 1
             err.print(f"[red]error:[/] {exc}", highlight=False)
             continue
-        for modality, why in p.missing.items():
-            err.print(f"[yellow]note:[/] {shown}: {modality} is missing ({why}); predicting from the other modalities", highlight=False)
+        if p.missing:
+            gaps = "; ".join(f"{modality} missing ({why})" for modality, why in p.missing.items())
+            caveat = (
+                f" This model never trained without {' or '.join(p.missing)} (train.modality_dropout 0): take the score as "
+                "less sure, or use a model trained with train.modality_dropout > 0."
+                if p.unpractised
+                else ""
+            )
+            err.print(f"[yellow]note:[/] {shown}: {gaps}; predicted from {' and '.join(p.used)}.{caveat}", highlight=False)
         rows.append([shown, f"{p.score:+.3f} ± {p.spread:.3f}", f"{p.klass:+d} {p.class_name}", p.label2, ", ".join(p.missing) or "-"])
     if rows:
         out.print(table(None, ("video", "score", f"{len(conv.classes)}-class", "2-class", "missing"), rows, right=False))
