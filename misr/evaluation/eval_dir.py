@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from misr.errors import MisrError
 from misr.evaluation.card import card_markdown
 from misr.util.atomic import write_json, write_text
 
@@ -74,8 +73,3 @@ class EvalDir:
 
     def read_metrics(self) -> dict[str, Any] | None:
         return json.loads(self.metrics.read_text()) if self.metrics.exists() else None
-
-    def read_decision(self) -> dict[str, Any]:
-        if not self.decision.exists():
-            raise MisrError(f"no gate decision at {self.decision}", hint="run the register stage (`dvc repro`)")
-        return json.loads(self.decision.read_text())
