@@ -1,6 +1,10 @@
 """Audio: the clip's sound track demuxed in-process (PyAV), resampled, and librosa frame features.
 
-One feature frame every 1/frame_rate s (centred windows). The set is `features.audio.features`:
+One feature frame every 1/frame_rate s (centred windows) on the clip's timeline: frame k is time
+k / frame_rate, shared with the visual features, so a track that starts late starts with frames marked
+absent. The first column, `present`, is 1 where the track has data at the frame's centre and 0 where it
+has none (before the track starts, a hole in it); absent frames are zeros otherwise.
+Then the set of `features.audio.features`:
   mfcc      n_mfcc cepstral coefficients
   f0        fundamental frequency in Hz (YIN), 0 where the frame is not voiced
   voicing   periodicity: normalised autocorrelation at the f0 period, in [0, 1]
@@ -28,7 +32,7 @@ BLOCK_SECONDS = 30.0  # long signals are done in blocks of this length (bounded 
 class LibrosaExtractor(Extractor):
     name = "librosa"
     modality = "audio"
-    version = "1"
+    version = "2"  # 2: frames on the clip's timeline, with the `present` column
 
     def __init__(self, features):
         super().__init__(features)
@@ -42,7 +46,7 @@ class LibrosaExtractor(Extractor):
         return {**self.cfg.model_dump(mode="json"), "n_fft": self.n_fft, "f0_range": list(F0_RANGE)}
 
     def feature_names(self) -> list[str]:
-        names = []
+        names = ["present"]
         for f in self.cfg.features:
             names += {
                 "mfcc": [f"mfcc_{i + 1}" for i in range(self.cfg.n_mfcc)],
@@ -58,18 +62,19 @@ class LibrosaExtractor(Extractor):
         return names
 
     def extract(self, clip: Clip) -> dict[str, Any]:
-        y = read_audio(clip.path, self.cfg.sample_rate)
-        frames = self.features(y)
+        audio = read_audio(clip.path, self.cfg.sample_rate)
+        frames = self.features(audio.samples, audio.missing)
         return {"clip_key": clip.key, "frames": frames, "frame_rate": self.cfg.frame_rate}
 
-    def features(self, y: np.ndarray) -> np.ndarray:
-        """[T, D] float32 for a mono signal at the configured sample rate.
+    def features(self, y: np.ndarray, missing: list[tuple[int, int]] = ()) -> np.ndarray:
+        """[T, D] float32 (the columns of `feature_names`) for a mono signal at the configured sample rate;
+        frames whose centre falls in a `missing` sample range are marked absent.
 
         A long signal is done in blocks of BLOCK_SECONDS with enough context on each side that every kept
         frame sees exactly the samples it would see in one pass: the same numbers, in bounded memory
         (one pass over 10 minutes of audio held ~0.5 GB of spectra and YIN frames).
         """
-        hop, n_fft = self.hop, self.n_fft
+        hop, n_fft, n_samples = self.hop, self.n_fft, y.size
         if y.size < n_fft:
             y = np.pad(y, (0, n_fft - y.size))
         total = 1 + y.size // hop  # centred frames
@@ -100,7 +105,10 @@ class LibrosaExtractor(Extractor):
             else:
                 cols.append(raw[f])
         t = min(c.shape[1] for c in cols)
-        return np.nan_to_num(np.concatenate([c[:, :t] for c in cols], axis=0).T.astype(np.float32))
+        frames = np.nan_to_num(np.concatenate([c[:, :t] for c in cols], axis=0).T.astype(np.float32))
+        present = frames_with_data(t, hop, n_samples, list(missing))
+        frames[~present] = 0.0
+        return np.concatenate([present[:, None].astype(np.float32), frames], axis=1)
 
     def _raw(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Each configured feature [d, T] of one stretch of signal (f0 not yet masked by voicing)."""
@@ -133,6 +141,15 @@ class LibrosaExtractor(Extractor):
             elif f == "zcr":
                 out[f] = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop)
         return out
+
+
+def frames_with_data(n_frames: int, hop: int, n_samples: int, missing: list[tuple[int, int]]) -> np.ndarray:
+    """[n_frames] bool: True where the sample at the frame's centre is decoded audio, not a filled hole."""
+    centres = np.arange(n_frames) * hop
+    present = centres < max(n_samples, 1)
+    for start, end in missing:
+        present &= ~((centres >= start) & (centres < end))
+    return present
 
 
 def periodicity(y: np.ndarray, f0: np.ndarray, sr: int, n_fft: int, hop: int) -> np.ndarray:

@@ -6,9 +6,11 @@ Per analysed frame (features.visual.frame_rate):
                         distance 1 (so position, scale and roll drop out)
   pose_yaw/pitch/roll   head pose in degrees, 0 when upright and facing the camera (`head_pose`)
   AU01_r ... AU45_r     action-unit intensities in [0, 5] from landmark geometry (below)
-Frames without a face carry zeros. Frames stream from the decoder in bounded chunks (`VideoStream`),
-sampled at the frame rate by their time stamps, through `FaceTracker`: dlib's HOG detector finds the
-face and checks it every `detect_every` frames; in between, the landmark predictor follows it.
+Frames without a face carry zeros, as do the frame times before the video's first frame (frame k
+is time k / frame_rate on the clip's timeline, shared with the audio features). Frames stream from
+the decoder in bounded chunks (`VideoStream`), sampled at the frame rate by their time stamps,
+through `FaceTracker`: dlib's HOG detector finds the face and checks it every `detect_every` frames;
+in between, the landmark predictor follows it.
 
 Action units: each is a distance or height measured in inter-ocular units, turned into an intensity
 by (measure - neutral) / span * 5, clipped to [0, 5]. `neutral` is the value on relaxed faces
@@ -101,7 +103,9 @@ class LandmarkExtractor(Extractor):
                 parts.append(frame_features(landmarks, found, chunk.shape[2], chunk.shape[1]))
                 n_frames += len(chunk)
             fps = video.fps
-        frames = np.concatenate(parts)
+            leading = video.leading
+        # output times before the video's first frame (it starts after the audio) have no picture: face 0
+        frames = np.concatenate([np.zeros((leading, parts[0].shape[1]), np.float32), *parts])
         if not frames[:, 0].any():
             raise ClipError("visual", "NoFace", f"no face found in any of the {n_frames} frames of {clip.path.name}")
         return {"clip_key": clip.key, "frames": frames, "frame_rate": fps, "face_ratio": float(frames[:, 0].mean())}

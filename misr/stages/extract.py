@@ -23,7 +23,7 @@ from typing import Any
 
 from misr.config import ExtractConfig, FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
-from misr.data.media import ClipError, probe_duration
+from misr.data.media import ClipError, StreamSpan, probe_streams
 from misr.errors import MisrError
 from misr.features.registry import extractors_for
 from misr.msa.convention import Convention
@@ -107,19 +107,30 @@ def run_here(features: FeaturesConfig, store_dir: Path, jobs: list[Shard]) -> It
         yield extract_shard(features, store_dir, job)
 
 
-# A decode this much shorter than the header's duration is partial (frames end early: a truncated file).
+# A stream decoded this much shorter than its header declares is partial (frames end early: a truncated file).
 PARTIAL_SHARE, PARTIAL_SLACK_SECONDS = 0.95, 0.1
 
 
-def decoded_duration(header: float | None, decoded: dict[str, float]) -> tuple[float | None, str | None]:
-    """The clip's duration as decoded (the shortest modality), and a warning when it falls short of the header."""
+def timeline_duration(header: float | None, declared: dict[str, StreamSpan], decoded: dict[str, float]) -> tuple[float | None, str | None]:
+    """The clip's duration on its timeline (where the last decoded stream ends), and a warning when a stream
+    decoded shorter than its own header entry declares.
+
+    `decoded` holds, per modality, where its features end on the timeline (they start at its origin);
+    each is compared with its stream's own start and duration, so a stream that starts late is not
+    mistaken for a truncated one.
+    """
     if not decoded:
         return header, None
-    short = {m: s for m, s in decoded.items() if header and s < header * PARTIAL_SHARE - PARTIAL_SLACK_SECONDS}
+    short = {}
+    for m, end in decoded.items():
+        span = declared.get(m)
+        if span is not None and span.duration and end - span.start < span.duration * PARTIAL_SHARE - PARTIAL_SLACK_SECONDS:
+            short[m] = (end - span.start, span.duration)
+    duration = max(decoded.values())
     if not short:
-        return min(decoded.values()), None
-    parts = ", ".join(f"{m} {s:.2f} s" for m, s in sorted(short.items()))
-    return min(decoded.values()), f"partial decode: {parts} of the {header:.2f} s its header declares (a truncated file?)"
+        return duration, None
+    parts = ", ".join(f"{m} {got:.2f} s of the {want:.2f} s its stream declares" for m, (got, want) in sorted(short.items()))
+    return duration, f"partial decode: {parts} (a truncated file?)"
 
 
 def summary_line(summary: dict[str, Any], store_dir: str | Path) -> str:
@@ -255,7 +266,7 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
     rows = []
     for clip in the_plan.clips:
         got = {m: seconds[clip.key] for m, seconds in decoded.items() if clip.key in seconds}
-        duration, warning = decoded_duration(probe_duration(clip.path), got)
+        duration, warning = timeline_duration(*probe_streams(clip.path), got)
         rows.append({**clip.clip_row(), "source_sha256": the_plan.hashes[clip.key], "duration": duration, "warnings": warning})
     quarantine = the_plan.problems + errors
     if rows:

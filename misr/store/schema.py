@@ -51,7 +51,7 @@ CLIPS_SCHEMA = pa.schema(
         ("label_V", pa.float32()),
         ("annotation", pa.string()),
         ("source_sha256", pa.string()),
-        ("duration", pa.float32()),  # seconds decoded (not the header's claim)
+        ("duration", pa.float32()),  # seconds of the clip's timeline, as decoded (not the header's claim)
         ("warnings", pa.string()),  # e.g. a partial decode: the clip is usable, but not all of it was read
     ]
 )

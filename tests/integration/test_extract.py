@@ -451,7 +451,7 @@ def test_a_partial_decode_is_a_warning_and_the_stored_duration_is_the_decoded_on
     assert summary["partial"] == 1 and summary["quarantined"] == 0
     clips = {r["clip_key"]: r for r in FeatureStore(tmp_path / "store").clips().to_pylist()}
     cut, whole = clips["v$_$cut"], clips["v$_$whole"]
-    assert cut["warnings"].startswith("partial decode: ") and "of the 3.00 s its header declares" in cut["warnings"]
+    assert cut["warnings"].startswith("partial decode: ") and "of the 3.00 s its stream declares" in cut["warnings"]
     assert cut["duration"] < 1.5  # the decoded seconds, not the header's 3.0
     assert whole["warnings"] is None and whole["duration"] == pytest.approx(3.0, abs=0.1)
 

@@ -148,7 +148,7 @@ def test_media_bytes(clip_bytes, cut, garbage, where):
         except ClipError as exc:
             assert exc.kind and str(exc)
         try:
-            samples = read_audio(path, 16000)
-            assert samples.size >= 800 and samples.dtype.name == "float32"
+            audio = read_audio(path, 16000)
+            assert audio.samples.size >= 800 and audio.samples.dtype.name == "float32"
         except ClipError as exc:
             assert exc.kind and str(exc)
