@@ -270,7 +270,7 @@ class ExtractConfig(Section):
     runner: Literal["threads", "dask"] = "threads"
     max_workers: int = Field(2, ge=1, le=1024)
     dask_address: str | None = Field(None, description="an existing Dask scheduler; null starts a local cluster")
-    strict: bool = Field(False, description="exit non-zero when any clip is quarantined")
+    strict: bool = Field(False, description="exit non-zero when any clip is quarantined or kept with a modality absent")
 
 
 # ---------------------------------------------------------------------------------------- model

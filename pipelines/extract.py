@@ -119,7 +119,7 @@ def main() -> None:
         for what, count in stage.summary_rows(summary)[4:]:
             if count:
                 print(f"  {what}: {count}")
-        if summary["quarantined"] and params.extract.strict:
+        if params.extract.strict and stage.strict_failure(summary):
             sys.exit(1)
 
     run_command(body)

@@ -148,9 +148,6 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
         if _has_undecodable(text):
             problems.append(problem(key, "BadTranscript", f"{where}: the transcript is not valid UTF-8"))
             continue
-        if not text.strip():
-            problems.append(problem(key, "EmptyTranscript", f"{where}: the transcript is empty"))
-            continue
         split = (row.get("mode") or "").strip()
         if split not in ("train", "valid", "test"):
             problems.append(problem(key, "BadSplit", f"{where}: mode {split!r} is not train, valid or test"))

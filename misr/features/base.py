@@ -3,6 +3,10 @@
 An extractor turns one clip into one record for the store (see `FeatureStore.write_modality`). Its
 `info` (name, version, configuration, feature names) goes into the Parquet metadata, and its config
 hash, with the clip's source hash, decides whether a clip has to be extracted again.
+
+A clip that simply lacks the modality (no audio track, no face in any frame, an empty transcript)
+is not bad input: `absent_record` stands in for it, marked absent with the reason, so the clip stays
+usable from its other modalities (training gives an absent one fusion weight 0).
 """
 
 from __future__ import annotations
@@ -10,9 +14,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar
 
+import numpy as np
+
 from misr.config import FeaturesConfig
 from misr.data.corpus import Clip
 from misr.store import ExtractorInfo
+
+# ClipError kinds that mean "this clip has no such modality", not "this file is broken"
+MISSING_MODALITY = frozenset({"NoAudioTrack", "EmptyAudio", "NoFace", "EmptyTranscript"})
 
 
 class Extractor:
@@ -41,6 +50,11 @@ class Extractor:
     def extract(self, clip: Clip) -> dict[str, Any]:
         """One record for the store; raises `misr.data.media.ClipError` when this clip cannot be done."""
         raise NotImplementedError
+
+    def absent_record(self, clip: Clip, reason: str) -> dict[str, Any]:
+        """The record of a clip without this modality: one zero frame, marked absent with the reason."""
+        width = len(self.feature_names())
+        return {"clip_key": clip.key, "frames": np.zeros((1, width), np.float32), "frame_rate": 0.0, "face_ratio": 0.0, "absent": reason}
 
 
 def text_hash(text: str) -> str:

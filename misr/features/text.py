@@ -64,7 +64,17 @@ class BertTokenizerExtractor(Extractor):
         ids = np.asarray(enc["input_ids"], dtype=np.int32)
         if ids.size <= 2:  # [CLS] [SEP] only
             raise ClipError("text", "EmptyTranscript", f"the transcript of {clip.key} has no tokens")
-        record = {"clip_key": clip.key, "input_ids": ids, "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int8)}
+        return self._record(clip, ids, np.asarray(enc["attention_mask"], dtype=np.int8), model)
+
+    def absent_record(self, clip: Clip, reason: str) -> dict[str, Any]:
+        """An empty transcript: [CLS] [SEP], marked absent."""
+        tokenizer, model = _load(str(self.folder), self.cfg.store_hidden)
+        enc = tokenizer("", truncation=True, max_length=self.cfg.max_length)
+        record = self._record(clip, np.asarray(enc["input_ids"], dtype=np.int32), np.asarray(enc["attention_mask"], dtype=np.int8), model)
+        return {**record, "absent": reason}
+
+    def _record(self, clip: Clip, ids: np.ndarray, mask: np.ndarray, model) -> dict[str, Any]:
+        record = {"clip_key": clip.key, "input_ids": ids, "attention_mask": mask}
         if self.cfg.store_hidden:
             import torch
 

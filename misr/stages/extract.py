@@ -25,6 +25,7 @@ from misr.config import ExtractConfig, FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, StreamSpan, probe_streams
 from misr.errors import MisrError
+from misr.features.base import MISSING_MODALITY
 from misr.features.registry import extractors_for
 from misr.msa.convention import Convention
 from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
@@ -149,8 +150,14 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, int]]:
         ("quarantined", summary["quarantined"]),
         ("decoded only in part (clips.parquet warnings)", summary.get("partial", 0)),
         ("left the corpus (removed from clips.parquet)", summary.get("dropped", 0)),
+        *((f"kept without {m} (marked absent)", n) for m, n in summary.get("absent", {}).items()),
     ]
     return rows + [(f"quarantine {k}", v) for k, v in sorted(summary["by_error"].items())]
+
+
+def strict_failure(summary: dict[str, Any]) -> bool:
+    """What `extract.strict` refuses: a quarantined clip, or a clip kept with a modality absent."""
+    return bool(summary["quarantined"] or any(summary.get("absent", {}).values()))
 
 
 class ProgressLines:
@@ -236,8 +243,10 @@ def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard)
             try:
                 rec = ex.extract(clip)
             except ClipError as exc:
-                result.errors.append({"clip_key": clip.key, "stage": exc.stage, "error": exc.kind, "message": exc.message})
-                continue
+                if exc.kind not in MISSING_MODALITY:
+                    result.errors.append({"clip_key": clip.key, "stage": exc.stage, "error": exc.kind, "message": exc.message})
+                    continue
+                rec = ex.absent_record(clip, f"{exc.kind}: {exc.message}")  # usable from its other modalities
             except Exception as exc:  # one clip's unexpected failure must not cost the shard's other clips
                 where = traceback.extract_tb(exc.__traceback__)[-1]
                 result.errors.append(
@@ -268,7 +277,15 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
         got = {m: seconds[clip.key] for m, seconds in decoded.items() if clip.key in seconds}
         duration, warning = timeline_duration(*probe_streams(clip.path), got)
         rows.append({**clip.clip_row(), "source_sha256": the_plan.hashes[clip.key], "duration": duration, "warnings": warning})
+    absent = {m: store.absent(m) for m in MODALITIES}
     quarantine = the_plan.problems + errors
+    failed = {q["clip_key"] for q in quarantine}
+    for clip in the_plan.clips:  # a clip with no modality at all has nothing to learn from
+        if clip.key not in failed and all(clip.key in absent[m] for m in MODALITIES):
+            reasons = "; ".join(absent[m][clip.key] for m in MODALITIES)
+            quarantine.append(
+                {"clip_key": clip.key, "stage": "extract", "error": "NoModality", "message": f"every modality is absent ({reasons})"}
+            )
     if rows:
         store.write_clips(rows, replace=True)
     store.write_errors(quarantine, replace=True)
@@ -287,4 +304,5 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
         "by_error": by_kind,
         "pruned_parts": pruned,
         "partial": sum(1 for r in rows if r["warnings"] and r["clip_key"] not in bad),
+        "absent": {m: sum(1 for c in the_plan.clips if c.key in absent[m] and c.key not in bad) for m in MODALITIES},
     }

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from misr.errors import StoreError
-from misr.store.schema import FORMAT_VERSION, SEQUENCE_MODALITIES, STORE_SPLITS, decode_metadata
+from misr.store.schema import FORMAT_VERSION, READABLE_FORMATS, SEQUENCE_MODALITIES, STORE_SPLITS, decode_metadata
 
 REQUIRED_METADATA = ("format_version", "modality", "extractor", "extractor_version", "config_hash", "dim", "feature_names")
 REEXTRACT = "re-create the store with this version of misr (`misr extract`, `misr synth` or `misr import-mmsa` into a new folder)"
@@ -50,11 +50,11 @@ def read_schema(path: Path) -> pa.Schema:
 
 def check_version(path: Path, written: str | None) -> None:
     """Refuse a file of another store format, saying which one wrote it."""
-    if written is None or written == FORMAT_VERSION:
+    if written is None or written in READABLE_FORMATS:
         return
     newer = written.isdigit() and int(written) > int(FORMAT_VERSION)
     raise StoreError(
-        f"{path} was written in store format {written}; this version of misr reads format {FORMAT_VERSION}",
+        f"{path} was written in store format {written}; this version of misr reads formats {', '.join(READABLE_FORMATS)}",
         hint="upgrade misr to read it" if newer else REEXTRACT,
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from misr.errors import StoreError
 from misr.store.format import check_part, read_parquet, read_schema
@@ -16,6 +17,8 @@ from misr.store.layout import StoreLayout
 from misr.store.schema import MODALITIES, UNIMODAL_LABELS, Sequences, SplitData, TextTokens, decode_metadata
 
 Located = tuple[list["_Part"], dict[str, tuple[int, int]]]
+# the columns a reader takes from each modality's parts (and `absent`, which format 1 parts lack)
+COLUMNS = {"text": ["clip_key", "input_ids", "attention_mask", "hidden"], "audio": ["clip_key", "frames"], "visual": ["clip_key", "frames"]}
 
 
 def load_split(
@@ -47,6 +50,7 @@ def load_split(
 def fill(data: SplitData, located: Mapping[str, Located], limits: Mapping[str, int]) -> SplitData:
     """Pad every located modality of `data.clip_keys` into `data` (numpy arrays)."""
     for m, (parts, where) in located.items():
+        data.absent[m] = _gather_absent(parts, where, data.clip_keys)
         if m == "text":
             data.text = _gather_text(parts, where, data.clip_keys, limits.get("text"))
         else:
@@ -87,7 +91,7 @@ def locate(store: StoreLayout, modality: str, keys: Sequence[str]) -> Located:
             f"the store {store.root} has no {modality} features (no part files in {store.modality_dir(modality)})",
             hint="run the extraction for that modality (`misr extract`) or `misr synth`",
         )
-    columns = ["clip_key", "input_ids", "attention_mask", "hidden"] if modality == "text" else ["clip_key", "frames"]
+    columns = [*COLUMNS[modality], "absent"]
     wanted = set(keys)
     parts: list[_Part] = []
     where: dict[str, tuple[int, int]] = {}
@@ -95,7 +99,7 @@ def locate(store: StoreLayout, modality: str, keys: Sequence[str]) -> Located:
         schema = read_schema(path)
         check_part(path, schema, modality)
         cols = [c for c in columns if c in schema.names]
-        if "clip_key" not in cols or len(cols) < 2:
+        if "clip_key" not in cols or len([c for c in cols if c != "absent"]) < 2:
             raise StoreError(f"{path} is not a {modality} feature file (columns: {', '.join(schema.names)})")
         table = read_parquet(path, columns=cols)
         index = len(parts)
@@ -267,10 +271,22 @@ def _gather_text(parts: Sequence[_Part], where: Mapping[str, tuple[int, int]], k
     )
 
 
+def _gather_absent(parts: Sequence[_Part], where: Mapping[str, tuple[int, int]], keys: Sequence[str]) -> np.ndarray:
+    """[N] bool: the clips whose row says the modality is absent (none in a format 1 part)."""
+    flags = [
+        np.asarray(pc.is_valid(p.table.column("absent")).to_numpy(zero_copy_only=False), dtype=bool)
+        if "absent" in p.table.column_names
+        else np.zeros(p.table.num_rows, dtype=bool)
+        for p in parts
+    ]
+    return np.fromiter((flags[where[k][0]][where[k][1]] for k in keys), dtype=bool, count=len(keys))
+
+
 def to_torch(data: SplitData) -> SplitData:
     import torch
 
     t = torch.from_numpy
+    data.absent = {m: t(v) for m, v in data.absent.items()}
     data.labels = t(data.labels)
     data.unimodal_labels = {m: t(v) for m, v in data.unimodal_labels.items()}
     for seq in (data.audio, data.visual, data.text.hidden if data.text else None):

@@ -1,7 +1,9 @@
 """What the feature store holds: table schemas, the clip key, extractor provenance, and the in-memory split.
 
 Every modality row carries the clip's `source_sha256` and the extractor's `config_hash`, so an
-extractor can skip clips it has already done. Variable-length sequences are
+extractor can skip clips it has already done, and `absent`: null, or why the clip has no such
+modality (no audio track, no face in any frame, an empty transcript; format 2); such a row holds a
+placeholder of one zero frame (or padding tokens), and training gives the modality weight 0. Variable-length sequences are
 list<fixed_size_list<float32, D>>; each file's schema metadata names the extractor, its version, its
 config (and hash) and the feature names (`encode_metadata` / `decode_metadata`).
 """
@@ -18,7 +20,8 @@ import pyarrow as pa
 
 from misr.util.hashing import stable_hash
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: the `absent` column of the modality parts
+READABLE_FORMATS = ("1", "2")  # a format 1 part has no `absent` column: every row is present
 
 
 MODALITIES = ("text", "audio", "visual")
@@ -112,6 +115,7 @@ class SplitData:
     audio: Sequences | None = None
     visual: Sequences | None = None
     quarantined: list[str] = field(default_factory=list)
+    absent: dict[str, Any] = field(default_factory=dict)  # modality -> [N] bool, True where the clip lacks it
 
     def __len__(self) -> int:
         return len(self.clip_keys)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import misr.store.read as read
 import misr.store.write as write
 from misr.errors import StoreError
-from misr.store.format import read_parquet
+from misr.store.format import read_parquet, read_schema
 from misr.store.layout import StoreLayout
 from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, STORE_SPLITS, ExtractorInfo, SplitData
 from misr.util import atomic
@@ -129,6 +129,16 @@ class FeatureStore(StoreLayout):
                 out[key] = (src, cfg)
         return out
 
+    def absent(self, modality: str) -> dict[str, str]:
+        """clip_key -> why the clip has no such modality, for the clips whose latest row says so."""
+        out: dict[str, str | None] = {}
+        for _, path, _ in self.checked_part_files(modality):
+            columns = ["clip_key", "absent"] if "absent" in read_schema(path).names else ["clip_key"]  # format 1: none
+            table = read_parquet(path, columns=columns)
+            reasons = table.column("absent").to_pylist() if "absent" in columns else [None] * table.num_rows
+            out.update(zip(table.column("clip_key").to_pylist(), reasons, strict=True))
+        return {k: v for k, v in out.items() if v}
+
     def decoded_seconds(self, modality: str) -> dict[str, float]:
         """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
         out: dict[str, float] = {}
@@ -166,7 +176,7 @@ class FeatureStore(StoreLayout):
         for key, split in zip(clips.column("clip_key").to_pylist(), clips.column("split").to_pylist(), strict=True):
             if key not in quarantined:
                 usable[split] = usable.get(split, 0) + 1
-        summary: dict[str, Any] = {"root": str(self.root), "splits": usable, "modalities": {}}
+        summary: dict[str, Any] = {"root": str(self.root), "splits": usable, "modalities": {}, "absent": {}}
         for m in MODALITIES:
             metas = self.metadata(m)
             if not metas:
@@ -180,6 +190,7 @@ class FeatureStore(StoreLayout):
                 "config_hash": last.get("config_hash"),
                 "features": last.get("feature_names", [])[:8],
             }
+            summary["absent"][m] = len(set(self.absent(m)) - quarantined)
         summary["quarantined"] = len(quarantined)
         warned = clips.column("warnings").to_pylist() if "warnings" in clips.column_names else []
         summary["warnings"] = sum(1 for w in warned if w)

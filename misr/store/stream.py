@@ -23,7 +23,7 @@ import torch
 from misr.errors import StoreError
 from misr.store.format import check_part, corrupt
 from misr.store.layout import StoreLayout
-from misr.store.read import _Part, check_coverage, fill, label_columns, split_rows, to_torch
+from misr.store.read import COLUMNS, _Part, check_coverage, fill, label_columns, split_rows, to_torch
 from misr.store.schema import MODALITIES, SplitData
 
 Where = dict[str, tuple[int, int, int]]  # clip_key -> (part file, row group, row in the group)
@@ -126,7 +126,7 @@ def _index(store: StoreLayout, modality: str, keys: Sequence[str]) -> tuple[list
             hint="run the extraction for that modality (`misr extract`) or `misr synth`",
         )
     wanted = set(keys)
-    columns = ["clip_key", "input_ids", "attention_mask", "hidden"] if modality == "text" else ["clip_key", "frames"]
+    columns = [*COLUMNS[modality], "absent"]
     out: list[tuple[Path, list[str]]] = []
     where: Where = {}
     for _, path in files:  # oldest first: a later part's version of a clip wins
@@ -135,7 +135,7 @@ def _index(store: StoreLayout, modality: str, keys: Sequence[str]) -> tuple[list
             check_part(path, handle.schema_arrow, modality)
             names = handle.schema_arrow.names
             cols = [c for c in columns if c in names]
-            if "clip_key" not in cols or len(cols) < 2:
+            if "clip_key" not in cols or len([c for c in cols if c != "absent"]) < 2:
                 raise StoreError(f"{path} is not a {modality} feature file (columns: {', '.join(names)})")
             part_keys = handle.read(columns=["clip_key"]).column(0).to_pylist()
             sizes = [handle.metadata.row_group(g).num_rows for g in range(handle.num_row_groups)]

@@ -98,6 +98,7 @@ def _common_columns(records: Sequence[Mapping[str, Any]], info: ExtractorInfo) -
         "clip_key": pa.array(keys, pa.string()),
         "source_sha256": pa.array([str(r.get("source_sha256", "")) for r in records], pa.string()),
         "config_hash": pa.array([info.config_hash] * len(records), pa.string()),
+        "absent": pa.array([str(r["absent"]) if r.get("absent") else None for r in records], pa.string()),
     }
 
 

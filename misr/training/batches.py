@@ -99,6 +99,10 @@ class Batches:
             lengths = seq.lengths[idx]
             batch[m] = seq.values[idx, : max(int(lengths.max()), 1)]
             batch[f"{m}_lengths"] = lengths
+        for m, absent in d.absent.items():
+            rows = absent[idx]
+            if rows.any():  # the store says these clips lack it: the fusion gives it weight 0 there
+                batch[f"{m}_present"] = ~rows
         if self.groups is not None:
             batch["group"] = self.groups[idx]
         return {k: self._to_device(v) for k, v in batch.items()}
@@ -163,12 +167,14 @@ def zero_modality(batch: dict[str, torch.Tensor], modality: str, rows: torch.Ten
 
 
 def drop_modalities(batch: dict[str, torch.Tensor], rate: float) -> dict[str, torch.Tensor]:
-    """Modality dropout: remove each modality of each clip with probability `rate`, never all three."""
+    """Modality dropout: remove each modality of each clip with probability `rate`, never all it has."""
     n = batch["y"].shape[0]
     device = batch["y"].device
-    drop = torch.rand(3, n, device=device) < rate
-    drop[:, drop.all(dim=0)] = False  # a clip keeps at least one modality
-    for i, modality in enumerate(("text", "audio", "visual")):
+    modalities = ("text", "audio", "visual")
+    has = torch.stack([batch.get(f"{m}_present", torch.ones(n, dtype=torch.bool, device=device)) for m in modalities])
+    drop = (torch.rand(3, n, device=device) < rate) & has
+    drop[:, (has & ~drop).sum(dim=0) == 0] = False  # a clip keeps at least one of the modalities it has
+    for i, modality in enumerate(modalities):
         if drop[i].any():
             batch = zero_modality(batch, modality, drop[i])
     return batch

@@ -14,7 +14,9 @@ from pipelines.cli.common import ParamsOption, SetOption, app, dataset_with, loa
 def extract_command(
     raw_dir: Path | None = typer.Argument(None, help="the raw corpus (Raw/ and label.csv) [default: the active data set's raw_dir]"),
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="the feature store [default: the active data set's features_dir]"),
-    strict: bool | None = typer.Option(None, "--strict/--no-strict", help="exit 1 when any clip is quarantined [default: extract.strict]"),
+    strict: bool | None = typer.Option(
+        None, "--strict/--no-strict", help="exit 1 when any clip is quarantined or kept with a modality absent [default: extract.strict]"
+    ),
     runner: str | None = typer.Option(None, help="threads or dask [default: extract.runner]"),
     dask_address: str | None = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://host:8786"),
     params: Path = ParamsOption,
@@ -27,7 +29,7 @@ def extract_command(
     """
     from misr.data.corpus import check_root
     from misr.msa.convention import convention
-    from misr.stages.extract import summary_line, summary_rows
+    from misr.stages.extract import strict_failure, summary_line, summary_rows
     from misr.util.atomic import check_writable
     from pipelines.extract import extract_flow
     from pipelines.prefect_api import prefect_api
@@ -57,5 +59,5 @@ def extract_command(
     for what, count in summary_rows(summary)[4:]:
         if count:
             out.print(f"  {what}: {count}", highlight=False)
-    if summary["quarantined"] and (strict if strict is not None else cfg.extract.strict):
+    if (strict if strict is not None else cfg.extract.strict) and strict_failure(summary):
         raise typer.Exit(1)

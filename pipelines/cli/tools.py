@@ -24,7 +24,7 @@ def inspect_command(
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,
 ) -> None:
-    """Summarise a feature store: clips per split, modalities, dimensions, extractors, quarantine."""
+    """Summarise a feature store: clips per split, modalities (and clips kept without each), dimensions, extractors, quarantine."""
     from misr.store import FeatureStore
 
     cfg = load(params, set_)
@@ -36,8 +36,10 @@ def inspect_command(
     for m, d in info["modalities"].items():
         names = d["features"]
         shown = ", ".join(names[:2]) + (" ..." if len(names) > 2 else "")
-        rows.append([m, str(d["files"]), str(d["clips"]), str(d["dim"]), d["extractor"], d["config_hash"][:8], shown])
-    out.print(table(None, ("modality", "files", "clips", "dim", "extractor", "config", "first features"), rows, right=False))
+        absent = str(info["absent"].get(m, 0))
+        rows.append([m, str(d["files"]), str(d["clips"]), absent, str(d["dim"]), d["extractor"], d["config_hash"][:8], shown])
+    columns = ("modality", "files", "clips", "of them absent", "dim", "extractor", "config", "first features")
+    out.print(table(None, columns, rows, right=False))
     rows = f" ({info['quarantine_rows']} rows: one per failed stage)" if info["quarantine_rows"] != info["quarantined"] else ""
     out.print(f"quarantined clips: {info['quarantined']}{rows}   temporary files: {info['temporary_files']}")
     if info["warnings"]:

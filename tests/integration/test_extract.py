@@ -158,7 +158,9 @@ def test_demo_corpus_extracts_into_a_loadable_store(corpus, tmp_path, prefect_ha
 
 
 @pytest.mark.slow
-def test_every_bad_input_is_quarantined_and_good_clips_still_extracted(corpus, tmp_path, prefect_harness):
+def test_every_bad_input_is_quarantined_missing_modalities_are_kept_absent_and_good_clips_still_extracted(
+    corpus, tmp_path, prefect_harness
+):
     raw = copy_corpus(corpus, tmp_path / "raw")
     rows = rows_of(raw)
     good = rows[:4]
@@ -179,7 +181,10 @@ def test_every_bad_input_is_quarantined_and_good_clips_still_extracted(corpus, t
     make_video(videos / "faceless.mp4", with_face=False)
     add("faceless")
     add("missing")
+    make_video(videos / "emptytext.mp4")
     add("emptytext", text="   ")
+    make_video(videos / "nothing.mp4", with_audio=False, with_face=False)
+    add("nothing", text="")
     add("notanumber", label="very positive")
     add("outofrange", label="4.5")
     add("badsplit", mode="dev")
@@ -204,10 +209,8 @@ def test_every_bad_input_is_quarantined_and_good_clips_still_extracted(corpus, t
     expected = {
         "corrupt": {("visual", "CorruptVideo"), ("audio", "CorruptVideo")},
         "empty": {("visual", "EmptyFile"), ("audio", "EmptyFile")},
-        "silent": {("audio", "NoAudioTrack")},
-        "faceless": {("visual", "NoFace")},
+        "nothing": {("extract", "NoModality")},  # no transcript, no audio track, no face: nothing to learn from
         "missing": {("corpus", "MissingFile")},
-        "emptytext": {("corpus", "EmptyTranscript")},
         "notanumber": {("corpus", "BadLabel")},
         "outofrange": {("corpus", "LabelOutOfRange")},
         "badsplit": {("corpus", "BadSplit")},
@@ -218,11 +221,22 @@ def test_every_bad_input_is_quarantined_and_good_clips_still_extracted(corpus, t
         "latin1": {("corpus", "BadTranscript")},
     }
     assert errors == expected, summary
-    messages = FeatureStore(tmp_path / "store").errors().to_pylist()
+    fs = FeatureStore(tmp_path / "store")
+    messages = fs.errors().to_pylist()
     assert all(m["message"] for m in messages)
-    assert summary["complete"] == 4  # every good clip
-    loaded = sum(len(FeatureStore(tmp_path / "store").load_split(s)) for s in {r["mode"] for r in good})
-    assert loaded == 4
+    # a clip without an audio track, without a face or with an empty transcript is kept, that modality marked absent
+    absent = {m: {k.split("$_$")[1]: why for k, why in fs.absent(m).items()} for m in ("text", "audio", "visual")}
+    assert set(absent["audio"]) == {"silent", "nothing"} and absent["audio"]["silent"].startswith("NoAudioTrack: ")
+    assert set(absent["visual"]) == {"faceless", "nothing"} and absent["visual"]["faceless"].startswith("NoFace: ")
+    assert set(absent["text"]) == {"emptytext", "nothing"} and absent["text"]["emptytext"].startswith("EmptyTranscript: ")
+    assert summary["absent"] == {"text": 1, "audio": 1, "visual": 1} and summary["complete"] == 7
+    assert ("kept without audio (marked absent)", 1) in summary_rows(summary)
+    splits = {s: fs.load_split(s) for s in {r["mode"] for r in good}}
+    assert sum(len(d) for d in splits.values()) == 7  # every good clip, and the three with a modality absent
+    flags = {k.split("$_$")[1]: {m: bool(d.absent[m][i]) for m in d.absent} for d in splits.values() for i, k in enumerate(d.clip_keys)}
+    assert flags["silent"] == {"text": False, "audio": True, "visual": False}
+    assert flags["emptytext"] == {"text": True, "audio": False, "visual": False}
+    assert fs.describe()["absent"] == {"text": 1, "audio": 1, "visual": 1}
 
 
 @pytest.mark.slow
@@ -532,3 +546,40 @@ def test_a_small_corpus_is_cut_into_a_shard_per_worker(corpus, tmp_path):
     assert sizes(shard_size=16, workers=1) == [13]
     assert sizes(shard_size=4, workers=2) == [4, 4, 4, 1]
     assert len(sizes(shard_size=16, workers=32)) == 13
+
+
+@pytest.mark.slow
+def test_a_corpus_with_clips_missing_a_modality_trains_and_the_fusion_ignores_what_is_absent(corpus, tmp_path):
+    import torch
+
+    from misr.model.misr import MISR
+    from misr.training.batches import Batches
+    from misr.training.setup import resolve_input_spec
+    from tests.helpers import TINY_TRAINING, extract_here, train
+
+    raw = copy_corpus(corpus, tmp_path / "raw")
+    rows = rows_of(raw)
+    silent, faceless, untold = rows[:3]
+    make_video(raw / "Raw" / silent["video_id"] / f"{silent['clip_id']}.mp4", with_audio=False, seconds=1.2)
+    make_video(raw / "Raw" / faceless["video_id"] / f"{faceless['clip_id']}.mp4", with_face=False, seconds=1.2)
+    untold["text"] = ""
+    write_rows(raw, rows)
+    p = params(*TINY_TRAINING, "train.seeds=[7]", "train.epochs=2")
+    store = tmp_path / "store"
+    summary = extract_here(p, raw, store)
+    assert summary["quarantined"] == 0 and summary["absent"] == {"text": 1, "audio": 1, "visual": 1}
+
+    result = train(p, store, tmp_path / "model")
+    assert np.isfinite(result["seeds"]["7"]["best_valid_mae"])
+
+    model = MISR(p.model, resolve_input_spec(p.model, store)).eval()
+    for row, lacks in ((silent, "audio"), (faceless, "visual"), (untold, "text")):
+        data = FeatureStore(store).load_split(row["mode"])
+        batch = Batches(data, torch.device("cpu")).get(torch.arange(len(data)))
+        i = data.clip_keys.index(f"{row['video_id']}$_${row['clip_id']}")
+        assert [bool(batch.get(f"{m}_present", torch.ones(len(data), dtype=torch.bool))[i]) for m in ("text", "audio", "visual")] == [
+            m != lacks for m in ("text", "audio", "visual")
+        ]
+        with torch.no_grad():
+            weights = model(batch)["fusion_weights"][:, i]  # [modality, latent]: text, audio, visual
+        assert [float(w.abs().max()) == 0.0 for w in weights] == [m == lacks for m in ("text", "audio", "visual")]

@@ -43,7 +43,7 @@ def test_a_newer_format_is_refused_with_upgrade_advice(filled):  # noqa: F811
     path = audio_part(fs)
     rewrite(path, lambda t: set_meta(t, format_version=99))
     for read in every_reader(fs):
-        with pytest.raises(StoreError, match=f"{path.name} was written in store format 99; this version of misr reads format 1") as err:
+        with pytest.raises(StoreError, match=f"{path.name} was written in store format 99; this version of misr reads formats 1, 2") as err:
             read()
         assert "upgrade misr" in err.value.hint
 
@@ -83,7 +83,7 @@ def test_frames_of_another_type_are_named(filled):  # noqa: F811
 
     rewrite(path, to_double_lists)
     for read in every_reader(fs):
-        with pytest.raises(StoreError, match=r"column 'frames' is list<\w+: double>; store format 1 holds list<"):
+        with pytest.raises(StoreError, match=r"column 'frames' is list<\w+: double>; store format 2 holds list<"):
             read()
 
 
@@ -132,7 +132,20 @@ def test_clips_table_written_before_the_version_tag_is_read(filled):  # noqa: F8
 def test_stores_are_tagged_with_their_format(filled):  # noqa: F811
     fs, _, _ = filled
     for path in (fs.clips_path, audio_part(fs)):
-        assert pq.read_schema(path).metadata[b"misr.format_version"] == b"1"
+        assert pq.read_schema(path).metadata[b"misr.format_version"] == b"2"
+
+
+def test_a_format_1_store_still_reads_with_every_clip_present(filled):  # noqa: F811
+    """Format 1 parts have no `absent` column: every row is a present modality."""
+    fs, _, _ = filled
+    for m in ("text", "audio", "visual"):
+        for _, path in fs.part_files(m):
+            rewrite(path, lambda t: set_meta(t.drop_columns(["absent"]), format_version=1))
+    for read in every_reader(fs):
+        read()
+    data = fs.load_split("train")
+    assert set(data.absent) == {"text", "audio", "visual"} and not any(v.any() for v in data.absent.values())
+    assert fs.describe()["absent"] == {"text": 0, "audio": 0, "visual": 0}
 
 
 def _flip_a_frames_value(path):
