@@ -14,6 +14,9 @@ SOURCE_DIR defaults to ../shared/data/grid (360x288, 25 fps, one frontal speaker
   two_faces  the speaker beside a smaller copy (the tracker must keep the larger, central one)
   leaves     the picture slides out to the left from 1 s on; no face after ~2 s
   cut        the speaker for 1.5 s, then a textured background with no face
+  enters     the speaker on the left; from 1 s another person (the next source clip) slides in on the
+             right, nearer the centre, and from 1.6 to 1.9 s the speaker's face is hidden: a tracker that
+             re-acquires the largest, most central face switches to the newcomer
 
 These are made from real recordings, but they are not new recordings: they test scale, roll, occlusion,
 compression and frame rate, not new faces, profiles or lighting.
@@ -68,7 +71,13 @@ def background(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.clip(110 + 25 * tex, 0, 255).astype(np.uint8)
 
 
-def variants(frames: list[np.ndarray], rate: Fraction) -> dict[str, tuple[list[np.ndarray], Fraction, int]]:
+# where `enters` puts the newcomer: its left edge, in widths of the source picture, once it has slid in
+ENTERS_AT = 0.8
+
+
+def variants(
+    frames: list[np.ndarray], rate: Fraction, other: list[np.ndarray] | None = None
+) -> dict[str, tuple[list[np.ndarray], Fraction, int]]:
     h, w = frames[0].shape[:2]
     n = len(frames)
     out: dict[str, tuple[list[np.ndarray], Fraction, int]] = {}
@@ -125,6 +134,28 @@ def variants(frames: list[np.ndarray], rate: Fraction) -> dict[str, tuple[list[n
 
     cut = [f if i / float(rate) < 1.5 else bg for i, f in enumerate(frames)]
     out["cut"] = (cut, rate, 18)
+
+    if other is not None:
+        out["enters"] = (enters(frames, other, rate), rate, 18)
+    return out
+
+
+def enters(frames: list[np.ndarray], other: list[np.ndarray], rate: Fraction) -> list[np.ndarray]:
+    h, w = frames[0].shape[:2]
+    stage = background((h, 2 * w), seed=3)
+    out = []
+    for i, f in enumerate(frames):
+        t = i / float(rate)
+        img = stage.copy()
+        speaker = f.copy()
+        if 1.6 <= t < 1.9:
+            speaker[int(0.1 * h) : int(0.95 * h), int(0.2 * w) : int(0.8 * w)] = (40, 35, 30)
+        img[:, :w] = speaker
+        if t >= 1.0:
+            left = int(round(2 * w - min(1.0, (t - 1.0) / 0.4) * (2 - ENTERS_AT) * w))  # from the right edge to ENTERS_AT
+            newcomer = other[min(i, len(other) - 1)][:, : 2 * w - left]
+            img[:, left : left + newcomer.shape[1]] = newcomer
+        out.append(even(img))
     return out
 
 
@@ -139,11 +170,13 @@ def main() -> None:
         files = files[: args.limit]
     if not files:
         raise SystemExit(f"no video files in {args.source}")
-    for path in files:
+    for k, path in enumerate(files):
         frames, rate = read_rgb(path)
-        for name, (clip, clip_rate, crf) in variants(frames, rate).items():
+        other = read_rgb(files[(k + 1) % len(files)])[0] if len(files) > 1 else None
+        made = variants(frames, rate, other)
+        for name, (clip, clip_rate, crf) in made.items():
             write(args.out / name / f"{path.stem}.mp4", clip, clip_rate, crf)
-        print(f"{path.name}: {len(frames)} frames -> 9 variants")
+        print(f"{path.name}: {len(frames)} frames -> {len(made)} variants")
     print(f"written under {args.out}")
 
 

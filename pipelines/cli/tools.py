@@ -42,6 +42,8 @@ def inspect_command(
     out.print(table(None, columns, rows, right=False))
     rows = f" ({info['quarantine_rows']} rows: one per failed stage)" if info["quarantine_rows"] != info["quarantined"] else ""
     out.print(f"quarantined clips: {info['quarantined']}{rows}   temporary files: {info['temporary_files']}")
+    if info["identity_changes"]:
+        out.print(f"clips whose face track may change person (visual identity_changes): {info['identity_changes']}")
     if info["warnings"]:
         out.print(f"clips with warnings (e.g. decoded only in part; see clips.parquet): {info['warnings']}")
     if split:

@@ -238,3 +238,44 @@ def test_head_pose_is_never_flipped_on_real_recordings():
     face = frames[:, 0] > 0
     roll = frames[face, feature_names().index("pose_roll")]
     assert face.sum() > 100 and np.abs(roll).max() < 90
+
+
+@pytest.mark.skipif(not GRID.exists(), reason="../shared/data/grid is not here")
+def test_a_person_who_enters_nearer_the_centre_does_not_take_over_the_speakers_track():
+    """A second person slides in, larger-looking and more central; the speaker's face is hidden for a moment.
+    Re-acquiring the largest, most central face would switch to the newcomer; the tracker waits for its person."""
+    from misr.features.visual import FaceTracker
+
+    speaker, newcomer = grid_frames("lbax4n"), grid_frames("lbbc2a")
+    h, w = speaker[0].shape
+    frames = []
+    for i, (a, b) in enumerate(zip(speaker, newcomer, strict=True)):
+        img = np.full((h, 2 * w), 100, np.uint8)
+        img[:, :w] = a
+        if 40 <= i < 48:  # a hand over the speaker's face
+            img[int(0.1 * h) : int(0.95 * h), int(0.2 * w) : int(0.8 * w)] = 40
+        if i >= 25:
+            img[:, int(0.8 * w) : int(1.8 * w)] = b
+        frames.append(img)
+    tracker = FaceTracker(5)
+    landmarks, found = tracker.track(frames)
+    assert found[:40].all() and found[50:].all()  # the speaker, before and after the hand
+    assert (landmarks[found, :, 0].mean(axis=1) < w).all()  # never the newcomer
+    assert tracker.identity_changes == 0
+
+
+@pytest.mark.skipif(not FACES.exists(), reason="../shared/data/faces is not here")
+def test_in_a_group_the_tracker_keeps_the_person_it_started_with():
+    """Four or five faces: when the first person is briefly lost, a smaller face elsewhere is someone else."""
+    from misr.data.corpus import Clip
+    from misr.data.media import read_video
+    from misr.features.visual import LandmarkExtractor, track_landmarks
+
+    path = FACES / "group_indoor_smiling_multiface.mp4"
+    landmarks, found = track_landmarks(read_video(path, 25).frames, 5)
+    centres = landmarks[found].mean(axis=1)
+    width = np.median(landmarks[found, :, 0].max(axis=1) - landmarks[found, :, 0].min(axis=1))
+    assert found.mean() > 0.85
+    assert (np.linalg.norm(np.diff(centres, axis=0), axis=1) < width).all()  # no jump to another face
+    record = LandmarkExtractor(params().features).extract(Clip("v$_$g", "v", "g", path, "", "test", 0.0))
+    assert record["identity_changes"] == 0
