@@ -26,13 +26,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.video_dirs import videos_under  # noqa: E402
 from misr.config import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import ClipError, VideoStream  # noqa: E402
 from misr.features.visual import LandmarkExtractor  # noqa: E402
 from misr.shipped import dlib_models  # noqa: E402
-
-VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 
 
 def reference(path: Path, frame_rate: float) -> np.ndarray:
@@ -57,34 +56,30 @@ def main() -> None:
     print(f"{'clip':<34} {'frames':>6} {'ours':>6} {'dlib':>6} {'ratio':>6} {'extra':>6} {'ms/frame':>9}")
     totals: dict[str, list[int]] = {}
     worst = (float("inf"), "")
-    for folder in args.dirs:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            sys.exit(f"no video files under {folder}")
-        for path in files:
-            name = str(path.relative_to(folder))
-            clip = Clip(f"v$_${path.stem}", "v", path.stem, path, "", "test", 0.0)
-            start = time.perf_counter()
-            try:
-                ours = extractor.extract(clip)["frames"][:, 0] > 0
-            except ClipError as exc:  # a clip with no face at all is a result here, not a failure
-                ours = None
-                note = f"{type(exc).__name__}: {exc}"
-            took = time.perf_counter() - start
-            ref = reference(path, rate)
-            if ours is None:
-                ours = np.zeros_like(ref)
-                print(f"  ({name}: {note})")
-            n = min(len(ours), len(ref))
-            ours, ref = ours[:n], ref[:n]
-            ratio = ours.mean() / ref.mean() if ref.any() else float("nan")
-            extra = int((ours & ~ref).sum())
-            print(f"{name:<34} {n:>6} {ours.mean():>6.3f} {ref.mean():>6.3f} {ratio:>6.3f} {extra:>6} {1e3 * took / n:>9.2f}")
-            key = f"{folder.name}/{Path(name).parent}" if Path(name).parent != Path(".") else folder.name
-            t = totals.setdefault(key, [0, 0, 0, 0])
-            t[0], t[1], t[2], t[3] = t[0] + n, t[1] + int(ours.sum()), t[2] + int(ref.sum()), t[3] + extra
-            if ref.any() and ratio < worst[0]:
-                worst = (ratio, name)
+    for folder, path in videos_under(args.dirs):
+        name = str(path.relative_to(folder))
+        clip = Clip(f"v$_${path.stem}", "v", path.stem, path, "", "test", 0.0)
+        start = time.perf_counter()
+        try:
+            ours = extractor.extract(clip)["frames"][:, 0] > 0
+        except ClipError as exc:  # a clip with no face at all is a result here, not a failure
+            ours = None
+            note = f"{type(exc).__name__}: {exc}"
+        took = time.perf_counter() - start
+        ref = reference(path, rate)
+        if ours is None:
+            ours = np.zeros_like(ref)
+            print(f"  ({name}: {note})")
+        n = min(len(ours), len(ref))
+        ours, ref = ours[:n], ref[:n]
+        ratio = ours.mean() / ref.mean() if ref.any() else float("nan")
+        extra = int((ours & ~ref).sum())
+        print(f"{name:<34} {n:>6} {ours.mean():>6.3f} {ref.mean():>6.3f} {ratio:>6.3f} {extra:>6} {1e3 * took / n:>9.2f}")
+        key = f"{folder.name}/{Path(name).parent}" if Path(name).parent != Path(".") else folder.name
+        t = totals.setdefault(key, [0, 0, 0, 0])
+        t[0], t[1], t[2], t[3] = t[0] + n, t[1] + int(ours.sum()), t[2] + int(ref.sum()), t[3] + extra
+        if ref.any() and ratio < worst[0]:
+            worst = (ratio, name)
 
     print()
     print(f"{'total':<34} {'frames':>6} {'ours':>6} {'dlib':>6} {'ratio':>6} {'extra':>6}")

@@ -25,12 +25,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.video_dirs import videos_under  # noqa: E402
 from misr.config import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import ClipError  # noqa: E402
 from misr.features.visual import LandmarkExtractor, feature_names  # noqa: E402
 
-VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 POSE = [feature_names().index(f"pose_{a}") for a in ("yaw", "pitch", "roll")]
 
 
@@ -46,27 +46,23 @@ def main() -> None:
     print(f"{'clip':<52} {'faces':>6} {'flips':>7} {'jumps':>7} {'|yaw|':>6} {'|pitch|':>7} {'|roll|':>6}")
     all_flips = all_jumps = all_faces = all_pairs = 0
     start = time.perf_counter()
-    for folder in args.dirs:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            sys.exit(f"no video files under {folder}")
-        for path in files:
-            name = f"{folder.name}/{path.relative_to(folder)}"
-            clip = Clip(f"v$_${path.stem}", "v", path.stem, path, "", "test", 0.0)
-            try:
-                frames = extractor.extract(clip)["frames"]
-            except ClipError as exc:
-                print(f"{name:<52} ({type(exc).__name__})")
-                continue
-            face = frames[:, 0] > 0
-            pose = frames[:, POSE]
-            flips = int((np.abs(pose[face, 2]) > 90).sum())
-            both = face[1:] & face[:-1]
-            jumps = int((angle_change(pose[:-1], pose[1:]).max(axis=1) > 30)[both].sum())
-            n, pairs = int(face.sum()), int(both.sum())
-            all_flips, all_jumps, all_faces, all_pairs = all_flips + flips, all_jumps + jumps, all_faces + n, all_pairs + pairs
-            med = np.median(np.abs(pose[face]), axis=0) if n else np.zeros(3)
-            print(f"{name:<52} {n:>6} {flips / max(n, 1):>7.3f} {jumps / max(pairs, 1):>7.3f} {med[0]:>6.1f} {med[1]:>7.1f} {med[2]:>6.1f}")
+    for folder, path in videos_under(args.dirs):
+        name = f"{folder.name}/{path.relative_to(folder)}"
+        clip = Clip(f"v$_${path.stem}", "v", path.stem, path, "", "test", 0.0)
+        try:
+            frames = extractor.extract(clip)["frames"]
+        except ClipError as exc:
+            print(f"{name:<52} ({type(exc).__name__})")
+            continue
+        face = frames[:, 0] > 0
+        pose = frames[:, POSE]
+        flips = int((np.abs(pose[face, 2]) > 90).sum())
+        both = face[1:] & face[:-1]
+        jumps = int((angle_change(pose[:-1], pose[1:]).max(axis=1) > 30)[both].sum())
+        n, pairs = int(face.sum()), int(both.sum())
+        all_flips, all_jumps, all_faces, all_pairs = all_flips + flips, all_jumps + jumps, all_faces + n, all_pairs + pairs
+        med = np.median(np.abs(pose[face]), axis=0) if n else np.zeros(3)
+        print(f"{name:<52} {n:>6} {flips / max(n, 1):>7.3f} {jumps / max(pairs, 1):>7.3f} {med[0]:>6.1f} {med[1]:>7.1f} {med[2]:>6.1f}")
     print(
         f"total: {all_faces} face frames; flips {all_flips} ({all_flips / max(all_faces, 1):.3f}); "
         f"jumps > 30 deg {all_jumps} of {all_pairs} pairs ({all_jumps / max(all_pairs, 1):.3f}); "

@@ -27,11 +27,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.video_dirs import videos_under  # noqa: E402
 from misr.config import load_params  # noqa: E402
 from misr.data.media import ClipError, VideoStream  # noqa: E402
 from misr.features.visual import FaceTracker  # noqa: E402
 
-VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"}
 SPEAKER_SHARE = {"two_faces": 2 / 3, "enters": 1 / 2}  # the share of the picture's width the speaker fills
 
 
@@ -59,26 +59,22 @@ def main() -> None:
     print(f"{'clip':<52} {'frames':>6} {'faces':>6} {'changes':>7} {'jumps':>6} {'switched':>8}")
     totals = {"frames": 0, "faces": 0, "changes": 0, "jumps": 0, "switched": 0}
     start = time.perf_counter()
-    for folder in args.dirs:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            sys.exit(f"no video files under {folder}")
-        for path in files:
-            name = f"{folder.name}/{path.relative_to(folder)}"
-            try:
-                centres, widths, changes, width = track(path, visual.frame_rate, visual.detect_every)
-            except ClipError as exc:
-                print(f"{name:<52} ({exc.kind})")
-                continue
-            seen = [c for c in centres if c is not None]
-            size = float(np.median(widths)) if widths else 1.0
-            jumps = sum(1 for a, b in zip(seen, seen[1:], strict=False) if np.linalg.norm(b - a) > size)
-            share = SPEAKER_SHARE.get(path.parent.name)
-            switched = sum(1 for c in seen if c[0] > share * width) if share else None
-            print(f"{name:<52} {len(centres):>6} {len(seen):>6} {changes:>7} {jumps:>6} {'' if switched is None else switched:>8}")
-            for key, value in (("frames", len(centres)), ("faces", len(seen)), ("changes", changes), ("jumps", jumps)):
-                totals[key] += value
-            totals["switched"] += switched or 0
+    for folder, path in videos_under(args.dirs):
+        name = f"{folder.name}/{path.relative_to(folder)}"
+        try:
+            centres, widths, changes, width = track(path, visual.frame_rate, visual.detect_every)
+        except ClipError as exc:
+            print(f"{name:<52} ({exc.kind})")
+            continue
+        seen = [c for c in centres if c is not None]
+        size = float(np.median(widths)) if widths else 1.0
+        jumps = sum(1 for a, b in zip(seen, seen[1:], strict=False) if np.linalg.norm(b - a) > size)
+        share = SPEAKER_SHARE.get(path.parent.name)
+        switched = sum(1 for c in seen if c[0] > share * width) if share else None
+        print(f"{name:<52} {len(centres):>6} {len(seen):>6} {changes:>7} {jumps:>6} {'' if switched is None else switched:>8}")
+        for key, value in (("frames", len(centres)), ("faces", len(seen)), ("changes", changes), ("jumps", jumps)):
+            totals[key] += value
+        totals["switched"] += switched or 0
     print(f"{'total':<52} {totals['frames']:>6} {totals['faces']:>6} {totals['changes']:>7} {totals['jumps']:>6} {totals['switched']:>8}")
     print(f"{time.perf_counter() - start:.1f} s")
 
