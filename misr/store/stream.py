@@ -12,7 +12,7 @@ with row groups of `misr.store.write.ROW_GROUP_CLIPS` clips.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,14 @@ class SplitStream:
     def __len__(self) -> int:
         return len(self.clip_keys)
 
-    def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
-        """The split's rows in training order: row groups shuffled, clips shuffled within windows of groups."""
+    def order(
+        self, seed: int, epoch: int, shuffle: bool = True, within: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The split's rows in training order: row groups shuffled, clips shuffled within windows of groups.
+
+        `within(rows, generator)` orders each window's rows instead of a plain shuffle (training uses it to
+        spread groups of clips evenly over the window's batches, so that each batch holds every group).
+        """
         if not shuffle:
             return torch.arange(len(self))
         reference = next(m for m in ("audio", "visual", "text") if m in self.where)
@@ -76,7 +82,7 @@ class SplitStream:
         out = []
         for start in range(0, len(shuffled), self.window):
             rows = torch.cat(shuffled[start : start + self.window])
-            out.append(rows[torch.randperm(len(rows), generator=gen)])
+            out.append(rows[torch.randperm(len(rows), generator=gen)] if within is None else within(rows, gen))
         return torch.cat(out)
 
     def take(self, rows: torch.Tensor | Sequence[int]) -> SplitData:

@@ -43,9 +43,9 @@ def epoch_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world: in
     return out
 
 
-def stratified_order(groups: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+def stratified_order(groups: torch.Tensor, seed: int, epoch: int, gen: torch.Generator | None = None) -> torch.Tensor:
     """A seeded permutation in which every group is spread evenly, so each batch holds its share of each group."""
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    gen = gen if gen is not None else torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
     position = torch.empty(len(groups), dtype=torch.float64)
     for g in torch.unique(groups).tolist():
         rows = torch.nonzero(groups == g).squeeze(1)
@@ -118,15 +118,23 @@ class Batches:
 class StreamedBatches(Batches):
     """Batches of a split read lazily from the store's row groups (`SplitStream`), in its block-shuffled order.
 
-    With `groups` set, each batch carries its rows' "group"; the order stays block-shuffled (reading the
-    store in a stratified order would touch every row group for every batch), so a batch holds each group
-    in proportion only on average.
+    With `groups` set, each batch carries its rows' "group", and the clips of each window of row groups
+    (the unit the block-shuffled order reads together) are ordered so that every group is spread evenly
+    over the window's batches: each batch holds every group the window holds, as in memory, while the
+    reads stay within the window.
     """
 
     data: SplitStream  # what Batches holds as SplitData: length, labels and unimodal labels alike
 
     def order(self, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
-        return self.data.order(seed, epoch, shuffle)
+        if self.groups is None:
+            return self.data.order(seed, epoch, shuffle)
+        groups = self.groups
+
+        def stratified(rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            return rows[stratified_order(groups[rows], seed, epoch, gen)]
+
+        return self.data.order(seed, epoch, shuffle, within=stratified)
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = Batches(self.data.take(idx), self.device).get(torch.arange(len(idx)))

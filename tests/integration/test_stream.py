@@ -66,6 +66,29 @@ def test_the_order_is_a_seeded_permutation_shuffled_in_blocks_of_row_groups(stor
 
 
 @pytest.mark.slow
+def test_streamed_batches_with_groups_hold_every_group_and_read_within_their_window(store):
+    """A 10% minority spread by the block-shuffled order alone misses some batches; stratified within
+    each window of row groups, every batch of 32 holds it, and a batch still comes from one window."""
+    from misr.training.batches import StreamedBatches, epoch_batches
+
+    stream = SplitStream(FeatureStore(store), "train", window=2)
+    batches = StreamedBatches(stream, torch.device("cpu"))
+    plain = batches.order(7, 0)
+    groups = torch.zeros(len(stream), dtype=torch.long)
+    groups[torch.randperm(len(stream), generator=torch.Generator().manual_seed(0))[: len(stream) // 10]] = 1
+    assert any(not (groups[b.indices] == 1).any() for b in epoch_batches(plain, 32))  # the problem
+
+    batches.groups = groups
+    order = batches.order(7, 0)
+    assert sorted(order.tolist()) == list(range(len(stream)))
+    assert torch.equal(order, batches.order(7, 0)) and not torch.equal(order, batches.order(7, 1))
+    group_of = {row: stream.where["audio"][key][:2] for row, key in enumerate(stream.clip_keys)}
+    for b in epoch_batches(order, 32):  # within a window of two row groups (three where the short last one joins)
+        assert len({group_of[r] for r in b.indices.tolist()}) <= 3
+    full = [b for b in epoch_batches(order, 32) if len(b.indices) == 32]
+    assert all((groups[b.indices] == 1).any() and (groups[b.indices] == 0).any() for b in full)
+
+
 def test_training_from_the_store_learns_and_reads_each_row_group_about_once_an_epoch(store, tmp_path):
     p = params(*TINY_TRAINING, "train.stream=store", "train.epochs=4", "train.seeds=[3]", "train.batch_size=32")
     summary = train(p, store, tmp_path / "m")
