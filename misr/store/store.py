@@ -120,44 +120,38 @@ class FeatureStore(StoreLayout):
 
     # ------------------------------------------------------------------------------- reading
 
-    def present(self, modality: str) -> dict[str, tuple[str, str]]:
-        """clip_key -> (source_sha256, config_hash) of each clip this modality holds (latest part wins)."""
-        out: dict[str, tuple[str, str]] = {}
+    def latest_values(self, modality: str, columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """clip_key -> {column: value} from each clip's latest row in this modality's parts.
+
+        A column an older part lacks (written by an earlier store format) reads as None there.
+        """
+        out: dict[str, dict[str, Any]] = {}
         for _, path, _ in self.checked_part_files(modality):
-            table = read_parquet(path, columns=["clip_key", "source_sha256", "config_hash"])
-            for key, src, cfg in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
-                out[key] = (src, cfg)
+            names = read_schema(path).names
+            table = read_parquet(path, columns=["clip_key", *(c for c in columns if c in names)])
+            values = {c: table.column(c).to_pylist() if c in names else [None] * table.num_rows for c in columns}
+            for row, key in enumerate(table.column("clip_key").to_pylist()):
+                out[key] = {c: values[c][row] for c in columns}
         return out
 
+    def present(self, modality: str) -> dict[str, tuple[str, str]]:
+        """clip_key -> (source_sha256, config_hash) of each clip this modality holds (latest part wins)."""
+        rows = self.latest_values(modality, ["source_sha256", "config_hash"])
+        return {k: (r["source_sha256"], r["config_hash"]) for k, r in rows.items()}
+
     def absent(self, modality: str) -> dict[str, str]:
-        """clip_key -> why the clip has no such modality, for the clips whose latest row says so."""
-        out: dict[str, str | None] = {}
-        for _, path, _ in self.checked_part_files(modality):
-            columns = ["clip_key", "absent"] if "absent" in read_schema(path).names else ["clip_key"]  # format 1: none
-            table = read_parquet(path, columns=columns)
-            reasons = table.column("absent").to_pylist() if "absent" in columns else [None] * table.num_rows
-            out.update(zip(table.column("clip_key").to_pylist(), reasons, strict=True))
-        return {k: v for k, v in out.items() if v}
+        """clip_key -> why the clip has no such modality, for the clips whose latest row says so (format 1: none)."""
+        return {k: r["absent"] for k, r in self.latest_values(modality, ["absent"]).items() if r["absent"]}
 
     def identity_changes(self) -> dict[str, int]:
         """clip_key -> possible changes of person in its visual track (the face tracker's count), where not 0."""
-        out: dict[str, int] = {}
-        for _, path, _ in self.checked_part_files("visual"):
-            if "identity_changes" not in read_schema(path).names:
-                continue
-            table = read_parquet(path, columns=["clip_key", "identity_changes"])
-            out.update(zip(table.column("clip_key").to_pylist(), table.column("identity_changes").to_pylist(), strict=True))
-        return {k: int(v) for k, v in out.items() if v}
+        rows = self.latest_values("visual", ["identity_changes"])
+        return {k: int(r["identity_changes"]) for k, r in rows.items() if r["identity_changes"]}
 
     def decoded_seconds(self, modality: str) -> dict[str, float]:
         """clip_key -> seconds of media this sequence modality holds (n_frames / frame_rate; latest part wins)."""
-        out: dict[str, float] = {}
-        for _, path, _ in self.checked_part_files(modality):
-            table = read_parquet(path, columns=["clip_key", "n_frames", "frame_rate"])
-            for key, n, rate in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
-                if rate:
-                    out[key] = n / rate
-        return out
+        rows = self.latest_values(modality, ["n_frames", "frame_rate"])
+        return {k: r["n_frames"] / r["frame_rate"] for k, r in rows.items() if r["frame_rate"]}
 
     def metadata(self, modality: str) -> list[dict[str, Any]]:
         """The schema metadata of each part file of a modality, with its path."""
