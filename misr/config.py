@@ -407,6 +407,17 @@ class TrainConfig(Section):
         "> 0 lets `misr predict` answer when a modality is missing",
     )
     deterministic: bool = True
+    select_on: Literal["mae", "group_mean_mae", "worst_group_mae"] = Field(
+        "mae",
+        description="what chooses the checkpoint and stops early: the validation MAE, or the mean or the worst of the "
+        "validation groups' MAEs (the groups of model.environments' rule, from label_T/A/V or the model's unimodal "
+        "predictions): a choice that does not reward a shortcut, without out-of-distribution data",
+    )
+    action_units: Literal["raw", "relative"] = Field(
+        "relative",
+        description="how a model sees the landmark extractor's action units: raw (clipped to [0, 5] against a generic "
+        "neutral face) or relative to each person's own neutral level (misr.features.person)",
+    )
     stream: Literal["auto", "memory", "store"] = Field(
         "auto",
         description="memory: load the train and valid splits padded into memory; store: read batches from the store's "

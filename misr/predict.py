@@ -26,6 +26,7 @@ import torch
 from misr.data.corpus import VIDEO_EXTENSIONS, Clip, is_video_name
 from misr.data.media import ClipError
 from misr.errors import MisrError
+from misr.features.person import view_of_clip
 from misr.registry import versions
 from misr.training.batches import zero_modality
 from misr.training.checkpoints import load_checkpoint
@@ -110,7 +111,12 @@ def predict_video(models: list[tuple[torch.nn.Module, dict]], video: Path, text:
             missing[modality] = exc.message
     if len(missing) == 3:
         raise MisrError(f"{video}: nothing to predict from ({'; '.join(missing.values())})")
-    batch = _batch(records, models[0][1]["spec"])
+    spec = models[0][1]["spec"]
+    if "visual" in records:  # the clip is its own person: its baseline comes from its own frames
+        visual = records["visual"]
+        view = view_of_clip(visual, extractors["visual"].feature_names(), spec.action_units)
+        view.apply(visual["frames"][None], [visual["clip_key"]])
+    batch = _batch(records, spec)
     for modality in missing:
         batch = zero_modality(batch, modality)
     scores = []

@@ -39,6 +39,7 @@ class Clip:
     label_A: float | None = None
     label_V: float | None = None
     annotation: str | None = None
+    first_in_video: bool = False  # the video's first clip (by clip_id): its face stands for the video's person
 
     def clip_row(self) -> dict[str, Any]:
         return {
@@ -186,6 +187,12 @@ def read_corpus(raw_dir: str | Path, convention: Convention = MOSI) -> tuple[lis
             problems.append(problem(key, "NotARegularFile", f"{where}: Raw/{video_id}/{path.name} is not a regular file"))
             continue
         clips.append(Clip(key, video_id, clip_id, path, text.strip(), split, annotation=(row.get("annotation") or None), **labels))
+    first = {}
+    for clip in clips:
+        if clip.video_id not in first or clip.clip_id < first[clip.video_id].clip_id:
+            first[clip.video_id] = clip
+    for clip in first.values():
+        clip.first_in_video = True
     return clips, problems
 
 

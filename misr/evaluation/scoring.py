@@ -15,6 +15,7 @@ import torch
 
 from misr.config import EvaluateConfig
 from misr.evaluation.robustness import robustness_report
+from misr.features.person import view_for
 from misr.store import FeatureStore, SplitData
 from misr.training.batches import Batches
 from misr.training.checkpoints import RunSettings
@@ -47,7 +48,8 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
     settings: RunSettings = loaded[0][1]["settings"]
     convention, batch_size = settings.convention, settings.train.batch_size
     fs = FeatureStore(store_dir)
-    splits = {s: fs.load_split(s) for s in evaluate_cfg.splits}
+    view = view_for(fs, loaded[0][1]["spec"].action_units)  # as the model saw its training data
+    splits = {s: view.apply_split(fs.load_split(s)) for s in evaluate_cfg.splits}
 
     per_seed: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     preds: dict[str, list[np.ndarray]] = {s: [] for s in splits}

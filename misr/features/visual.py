@@ -5,18 +5,22 @@ Per analysed frame (features.visual.frame_rate):
   x0..x67, y0..y67      landmarks in a face frame: origin between the eyes, eyes level, inter-ocular
                         distance 1 (so position, scale and roll drop out)
   pose_yaw/pitch/roll   head pose in degrees, 0 when upright and facing the camera (`head_pose`)
-  AU01_r ... AU45_r     action-unit intensities in [0, 5] from landmark geometry (below)
+  AU01_r ... AU45_r     action-unit activations from landmark geometry (below), not clipped
+Per clip, beside the frames: `au_quantiles`, the quantiles of each activation over the clip's face
+frames (`QUANTILES`), and for the first clip of each video `face_descriptor`, the
+person's face descriptor (dlib's face recognition network); `misr.features.person` turns them into a
+neutral baseline per person.
 Frames without a face carry zeros, as do the frame times before the video's first frame (frame k
 is time k / frame_rate on the clip's timeline, shared with the audio features). Frames stream from
 the decoder in bounded chunks (`VideoStream`), sampled at the frame rate by their time stamps,
 through `FaceTracker`: dlib's HOG detector finds the face and checks it every `detect_every` frames;
 in between, the landmark predictor follows it.
 
-Action units: each is a distance or height measured in inter-ocular units, turned into an intensity
-by (measure - neutral) / span * 5, clipped to [0, 5]. `neutral` is the value on relaxed faces
-(measured here on the GRID speakers' frames, where the speakers hold a neutral expression), `span`
-the change at which the AU counts as at full intensity. This approximates FACS intensities; it is no
-substitute for a trained AU model (py-feat, the optional backend).
+Action units (`misr.features.facs`): activations from landmark geometry against a generic neutral face,
+stored unclipped; a model sees them clipped to [0, 5] (raw) or relative to the person's own neutral
+level (`misr.features.person`): faces differ, and a generic neutral leaves one speaker's brows at the
+ceiling on every frame. This approximates FACS intensities; it is no substitute for a trained AU model
+(py-feat, the optional backend).
 """
 
 from __future__ import annotations
@@ -29,24 +33,9 @@ import numpy as np
 from misr.data.corpus import Clip
 from misr.data.media import ClipError, VideoStream
 from misr.features.base import Extractor
+from misr.features.facs import AU_TABLE, QUANTILES, action_units
 from misr.shipped import dlib_models, face_recognition_model
 
-# (name, measure, neutral, span): measures are defined in `au_measures`
-AU_TABLE = (
-    ("AU01_r", "inner_brow_height", 0.33, 0.15),
-    ("AU02_r", "outer_brow_height", 0.27, 0.15),
-    ("AU04_r", "inner_brow_lowering", -0.33, 0.10),
-    ("AU05_r", "eye_opening", 0.136, 0.08),
-    ("AU06_r", "lower_lid_raise", -0.049, 0.05),
-    ("AU09_r", "nose_shortening", -0.84, 0.12),
-    ("AU12_r", "lip_corner_raise", -0.135, 0.35),
-    ("AU15_r", "lip_corner_drop", 0.135, 0.35),
-    ("AU17_r", "chin_raise", -0.557, 0.15),
-    ("AU20_r", "mouth_width", 0.80, 0.30),
-    ("AU25_r", "lips_apart", 0.03, 0.25),
-    ("AU26_r", "jaw_drop", 1.15, 0.35),
-    ("AU45_r", "eye_closure", -0.33, 0.15),
-)
 # A generic adult face for the head pose, in millimetres from the nose tip, in the camera's axes (x to
 # the image's right, y down, z away from the camera), so a face looking into the camera has rotation 0.
 # Only points that stay put when the jaw drops or the mouth smiles: the eye corners and the nose's
@@ -81,7 +70,8 @@ def feature_names() -> list[str]:
 class LandmarkExtractor(Extractor):
     name = "landmarks"
     modality = "visual"
-    version = "4"  # 3: head pose from rigid points (no flips); 4: the timeline, one person per clip
+    version = "5"  # 3: head pose from rigid points (no flips); 4: the timeline, one person per clip;
+    # 5: unclipped activations, lip corners against the nose base, per-clip quantiles and face descriptor
 
     def __init__(self, features):
         super().__init__(features)
@@ -105,6 +95,8 @@ class LandmarkExtractor(Extractor):
             fps = video.fps
             leading = video.leading
             identity_changes = tracker.identity_changes
+            # one descriptor per video is enough to tell which videos show one person (~0.1 s a face)
+            descriptor = tracker.descriptor() if clip.first_in_video else None
         # output times before the video's first frame (it starts after the audio) have no picture: face 0
         frames = np.concatenate([np.zeros((leading, parts[0].shape[1]), np.float32), *parts])
         if not frames[:, 0].any():
@@ -115,6 +107,8 @@ class LandmarkExtractor(Extractor):
             "frame_rate": fps,
             "face_ratio": float(frames[:, 0].mean()),
             "identity_changes": identity_changes,
+            "au_quantiles": au_quantiles(frames),
+            "face_descriptor": descriptor,
         }
 
 
@@ -341,6 +335,12 @@ class FaceTracker:
         ratio = (box[2] - box[0]) / max(self.last_box[2] - self.last_box[0], 1.0)
         return not 1 / _SIZE_RATIO <= ratio <= _SIZE_RATIO
 
+    def descriptor(self) -> np.ndarray | None:
+        """The face descriptor of the person this track started with (None when no face was found)."""
+        if self.identity is None and self.reference is not None:
+            self.identity = self._descriptor(*self.reference)
+        return self.identity
+
     def _distance(self, gray: np.ndarray, box: np.ndarray) -> float:
         """Face-descriptor distance between the face in `box` and the clip's person (0: the same picture)."""
         if self.identity is None:
@@ -424,38 +424,10 @@ def normalise(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([x, y], axis=-1)  # y grows downwards, as in the image
 
 
-def au_measures(p: np.ndarray) -> dict[str, np.ndarray]:
-    """Geometric measures in inter-ocular units from normalised landmarks [N, 68, 2] (y downwards)."""
-    y = p[..., 1]
-
-    def dist(a: int, b: int) -> np.ndarray:
-        return np.linalg.norm(p[:, a] - p[:, b], axis=1)
-
-    inner_brow = (y[:, 39] + y[:, 42]) / 2 - (y[:, 21] + y[:, 22]) / 2
-    eye_open = (dist(37, 41) + dist(38, 40) + dist(43, 47) + dist(44, 46)) / 4
-    eye_width = (dist(36, 39) + dist(42, 45)) / 2
-    corners_y = (y[:, 48] + y[:, 54]) / 2
-    upper_lip_y = y[:, 51]  # the upper lip's centre barely moves when the jaw opens, unlike the lips' midline
-    return {
-        "inner_brow_height": inner_brow,
-        "outer_brow_height": (y[:, 36] + y[:, 45]) / 2 - (y[:, 17] + y[:, 26]) / 2,
-        "inner_brow_lowering": -inner_brow,
-        "eye_opening": eye_open,
-        "lower_lid_raise": -((y[:, 40] + y[:, 41] + y[:, 46] + y[:, 47]) / 4 - (y[:, 36] + y[:, 39] + y[:, 42] + y[:, 45]) / 4),
-        "nose_shortening": -dist(27, 33),
-        "lip_corner_raise": upper_lip_y - corners_y,
-        "lip_corner_drop": corners_y - upper_lip_y,
-        "chin_raise": -dist(57, 8),
-        "mouth_width": dist(48, 54),
-        "lips_apart": dist(62, 66),
-        "jaw_drop": dist(33, 8),
-        "eye_closure": -(eye_open / np.maximum(eye_width, 1e-6)),
-    }
-
-
-def action_units(normalised: np.ndarray) -> np.ndarray:
-    m = au_measures(normalised)
-    return np.stack([np.clip((m[measure] - neutral) / span * 5.0, 0.0, 5.0) for _, measure, neutral, span in AU_TABLE], axis=1)
+def au_quantiles(frames: np.ndarray) -> np.ndarray:
+    """[len(QUANTILES), len(AU_TABLE)]: each AU activation's quantiles over the frames with a face."""
+    faces = frames[frames[:, 0] > 0, -len(AU_TABLE) :]
+    return np.quantile(faces, QUANTILES, axis=0).astype(np.float32)
 
 
 def head_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:

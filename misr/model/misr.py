@@ -41,6 +41,7 @@ class InputSpec:
     vocab_size: int | None = None
     text_hidden_dim: int | None = None
     bert_dir: str | None = None
+    action_units: str = "raw"  # how the visual action units are seen (misr.features.person); raw before there was a choice
 
 
 def build_encoders(cfg: ModelConfig, spec: InputSpec) -> nn.ModuleDict:

@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from misr.util.hashing import stable_hash
 
-FORMAT_VERSION = "2"  # 2: the `absent` column of the modality parts
-READABLE_FORMATS = ("1", "2")  # a format 1 part has no `absent` column: every row is present
+FORMAT_VERSION = "3"  # 2: the `absent` column of the modality parts; 3: visual `au_quantiles`, `face_descriptor`
+READABLE_FORMATS = ("1", "2", "3")  # a format 1 part has no `absent` column: every row is present
 
 
 MODALITIES = ("text", "audio", "visual")

@@ -39,6 +39,7 @@ class SplitStream:
         modalities: Sequence[str] = MODALITIES,
         max_frames: Mapping[str, int] | None = None,
         window: int = 8,
+        transform: Callable[[SplitData], SplitData] | None = None,
     ):
         for m in modalities:
             store.modality_dir(m)
@@ -49,6 +50,7 @@ class SplitStream:
         self.unimodal_labels = {m: torch.from_numpy(v) for m, v in unimodal.items()}
         self.limits = dict(max_frames or {})
         self.window = max(1, int(window))
+        self.transform = transform  # applied to each batch's SplitData before it becomes tensors
         self.files: dict[str, list[tuple[Path, list[str]]]] = {}  # modality -> [(part file, columns read)]
         self.where: dict[str, Where] = {}
         for m in modalities:
@@ -102,7 +104,7 @@ class SplitStream:
             parts = [_Part(self.files[m][f][0], f, self._group(m, f, g)) for f, g in groups]
             located[m] = (parts, {k: (slot[where[k][:2]], where[k][2]) for k in keys})
         fill(data, located, self.limits)
-        return to_torch(data)
+        return to_torch(self.transform(data) if self.transform else data)
 
     def _group(self, modality: str, part: int, group: int) -> pa.Table:
         key = (modality, part, group)

@@ -119,8 +119,20 @@ def _sequence_table(modality: str, records: Sequence[Mapping[str, Any]], info: E
     if modality == "visual":
         cols["face_ratio"] = pa.array([float(r.get("face_ratio", 1.0)) for r in records], pa.float32())
         cols["identity_changes"] = pa.array([int(r.get("identity_changes", 0)) for r in records], pa.int32())
+        # what a per-person neutral baseline is built from (the landmark extractor; null from others)
+        cols["au_quantiles"] = _optional_vectors(records, "au_quantiles")
+        cols["face_descriptor"] = _optional_vectors(records, "face_descriptor")
     table = pa.table(cols)
     return table.replace_schema_metadata(encode_metadata(modality, info, dim))
+
+
+def _optional_vectors(records: Sequence[Mapping[str, Any]], name: str) -> pa.Array:
+    """A list<float32> column, flattened per clip; null where a record has none."""
+    values = [None if r.get(name) is None else np.asarray(r[name], dtype=np.float32).reshape(-1) for r in records]
+    for r, v in zip(records, values, strict=True):
+        if v is not None and not np.isfinite(v).all():
+            raise StoreError(f"{name} of {r['clip_key']} contains NaN or inf")
+    return pa.array([None if v is None else v.tolist() for v in values], pa.list_(pa.float32()))
 
 
 def _text_table(records: Sequence[Mapping[str, Any]], info: ExtractorInfo) -> pa.Table:

@@ -127,7 +127,7 @@ def prepare(settings: RunSettings, store_dir: str | Path, out_dir: str | Path) -
     device = resolve_device(settings.train.device, dist)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    loaded = load_data(settings.model, store_dir, settings.train.stream, settings.convention.label_limit)
+    loaded = load_data(settings.model, store_dir, settings.train.stream, settings.convention.label_limit, settings.train.action_units)
     if dist.main:
         write_text(out / "params.yaml", settings.to_yaml())
     return Run(settings, Path(store_dir), out, loaded, device, dist)
@@ -171,6 +171,7 @@ def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:
         "store": str(run.store_dir),
         "device": str(run.device),
         "world_size": run.dist.world,
+        "visual_view": run.loaded.view,
         "seeds": {str(r.seed): asdict(r) for r in results},
         "best_valid_mae_mean": float(np.mean([r.best_valid_mae for r in results])),
         "best_valid_mae_std": float(np.std([r.best_valid_mae for r in results])),

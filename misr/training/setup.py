@@ -14,6 +14,7 @@ from torch import nn
 
 from misr.config import ModelConfig, TrainConfig
 from misr.errors import MisrError
+from misr.features.person import view_for
 from misr.model import InputSpec
 from misr.shipped import minilm_dir
 from misr.store import MODALITIES, FeatureStore, SplitData
@@ -47,6 +48,7 @@ class Loaded:
     valid: SplitData | SplitStream
     spec: InputSpec
     fingerprint: str  # what the data looks like on disk: a changed store invalidates a resumable checkpoint
+    view: str = ""  # how the visual action units are seen, for the log and summary.json
 
 
 def resolve_device(choice: str, dist: Dist | None = None) -> torch.device:
@@ -59,7 +61,7 @@ def resolve_device(choice: str, dist: Dist | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path) -> InputSpec:
+def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path, action_units: str = "raw") -> InputSpec:
     """The model's input shapes and text encoder, from the store's metadata alone (cheap: no data read).
 
     model.text.encoder 'auto' picks stored hidden states when present (frozen encoder), learned token
@@ -82,7 +84,7 @@ def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path) -> InputSp
     if choice == "auto":
         bert_choice = "minilm" if tokenizer == "minilm" else tokenizer
         choice = "hidden" if hidden_dim and not cfg.finetune else (bert_choice if is_bert else "tokens")
-    common = dict(audio_dim=int(meta["audio"]["dim"]), visual_dim=int(meta["visual"]["dim"]))
+    common = dict(audio_dim=int(meta["audio"]["dim"]), visual_dim=int(meta["visual"]["dim"]), action_units=action_units)
     if choice == "hidden":
         if not hidden_dim:
             raise MisrError(
@@ -110,23 +112,27 @@ def resolve_input_spec(model_cfg: ModelConfig, store_dir: str | Path) -> InputSp
 AUTO_STREAM_BYTES = 2 * 2**30
 
 
-def load_data(model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memory", label_limit: float | None = None) -> Loaded:
-    """The train and valid splits, in memory or streamed; labels outside [-label_limit, label_limit] are an error."""
-    spec = resolve_input_spec(model_cfg, store_dir)
+def load_data(
+    model_cfg: ModelConfig, store_dir: str | Path, stream: str = "memory", label_limit: float | None = None, action_units: str = "raw"
+) -> Loaded:
+    """The train and valid splits, in memory or streamed, with the visual action units seen as `action_units`
+    (`misr.features.person`); labels outside [-label_limit, label_limit] are an error."""
+    spec = resolve_input_spec(model_cfg, store_dir, action_units)
     fs = FeatureStore(store_dir)
+    view = view_for(fs, action_units)
     if stream == "auto":
         stream = "store" if feature_bytes(fs) > AUTO_STREAM_BYTES else "memory"
     if stream == "store":
-        train, valid = SplitStream(fs, "train"), SplitStream(fs, "valid")
+        train, valid = (SplitStream(fs, s, transform=view.apply_split) for s in ("train", "valid"))
     else:
-        train, valid = fs.load_split("train"), fs.load_split("valid")
+        train, valid = (view.apply_split(fs.load_split(s)) for s in ("train", "valid"))
     if label_limit is not None:
         for split in (train, valid):
             check_label_range(fs, split, label_limit)
     files = [(m, p.name, p.stat().st_size) for m in MODALITIES for _, p in fs.part_files(m)]
     clips = fs.clips_path.stat()
     fingerprint = stable_hash({"clips": clips.st_size, "clips_mtime": clips.st_mtime_ns, "files": files})
-    return Loaded(train, valid, spec, fingerprint)
+    return Loaded(train, valid, spec, fingerprint, view.describe())
 
 
 def check_label_range(fs: FeatureStore, split: SplitData | SplitStream, limit: float) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from misr.data.corpus import read_corpus
+from misr.features.person import view_for
 from misr.msa.convention import MOSI, SIMS
 from misr.stages.extract import plan, summary_rows
 from misr.store import FeatureStore
@@ -137,6 +138,15 @@ def test_demo_corpus_extracts_into_a_loadable_store(corpus, tmp_path, prefect_ha
     assert "f0_hz" in data.audio.feature_names and "rms_db" in data.audio.feature_names
     meta = fs.metadata("visual")[0]
     assert meta["extractor"] == "landmarks" and meta["dim"] == 153
+    # what the person baselines are built from: every clip's AU quantiles, one face descriptor per video
+    faces = fs.latest_values("visual", ["au_quantiles", "face_descriptor"])
+    clips = fs.clips().to_pylist()
+    first = {c["video_id"]: min(d["clip_id"] for d in clips if d["video_id"] == c["video_id"]) for c in clips}
+    assert all(len(faces[c["clip_key"]]["au_quantiles"]) == 19 * 13 for c in clips)
+    described = {c["clip_key"] for c in clips if faces[c["clip_key"]]["face_descriptor"] is not None}
+    assert described == {c["clip_key"] for c in clips if c["clip_id"] == first[c["video_id"]]} and len(described) >= 2
+    view = view_for(fs, "relative")
+    assert view.persons == 1 and set(view.baseline) == {c["clip_key"] for c in clips}  # the demo's videos show one face
     # the cache: nothing to do on a second run; one new clip is the only work on a third
     assert run_flow(params(), corpus, store)["extracted"] == 0
     raw = copy_corpus(corpus, tmp_path / "raw2")
@@ -334,14 +344,17 @@ def test_the_dask_runner_without_its_extra_is_a_clear_error(monkeypatch):
 def test_grid_clips(tmp_path):
     from misr.data.corpus import Clip
     from misr.features.audio import LibrosaExtractor
+    from misr.features.person import persons
     from misr.features.visual import LandmarkExtractor
 
     p = params()
     visual, audio = LandmarkExtractor(p.features), LibrosaExtractor(p.features)
+    descriptors = {}
     for path in sorted(GRID.glob("*.mpg")):
-        clip = Clip("grid$_$" + path.stem, "grid", path.stem, path, "bin blue", "test", 0.0)
+        clip = Clip("grid$_$" + path.stem, "grid", path.stem, path, "bin blue", "test", 0.0, first_in_video=True)
         v = visual.extract(clip)
         assert v["frames"].shape[0] == 75 and v["face_ratio"] == 1.0
+        descriptors[path.stem] = [v["face_descriptor"]]
         a = audio.extract(clip)
         assert abs(a["frames"].shape[0] / a["frame_rate"] - 3.0) <= 0.08  # frames span the clip's 3 s
         if path.stem == "swwp2s":
@@ -353,6 +366,7 @@ def test_grid_clips(tmp_path):
                 mask = (times >= int(start) / 25000) & (times < int(end) / 25000)
                 (outside if word == "sil" else inside).append(rms[mask])
             assert np.mean(np.concatenate(inside)) > np.mean(np.concatenate(outside)) + 10  # dB
+    assert len(set(persons(descriptors).values())) == 6  # six speakers, six persons
 
 
 def test_corpus_reader_unit_cases(tmp_path):

@@ -83,7 +83,7 @@ def test_frames_of_another_type_are_named(filled):  # noqa: F811
 
     rewrite(path, to_double_lists)
     for read in every_reader(fs):
-        with pytest.raises(StoreError, match=r"column 'frames' is list<\w+: double>; store format 2 holds list<"):
+        with pytest.raises(StoreError, match=r"column 'frames' is list<\w+: double>; store format 3 holds list<"):
             read()
 
 
@@ -132,7 +132,7 @@ def test_clips_table_written_before_the_version_tag_is_read(filled):  # noqa: F8
 def test_stores_are_tagged_with_their_format(filled):  # noqa: F811
     fs, _, _ = filled
     for path in (fs.clips_path, audio_part(fs)):
-        assert pq.read_schema(path).metadata[b"misr.format_version"] == b"2"
+        assert pq.read_schema(path).metadata[b"misr.format_version"] == b"3"
 
 
 def test_a_format_1_store_still_reads_with_every_clip_present(filled):  # noqa: F811
@@ -146,6 +146,7 @@ def test_a_format_1_store_still_reads_with_every_clip_present(filled):  # noqa: 
     data = fs.load_split("train")
     assert set(data.absent) == {"text", "audio", "visual"} and not any(v.any() for v in data.absent.values())
     assert fs.describe()["absent"] == {"text": 0, "audio": 0, "visual": 0}
+    assert {r["au_quantiles"] for r in fs.latest_values("visual", ["au_quantiles"]).values()} == {None}  # a column of format 3
 
 
 def _flip_a_frames_value(path):
