@@ -299,6 +299,17 @@ class InvarianceConfig(Section):
     weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
     warmup_epochs: int = Field(10, ge=0, description="epochs of warm-up before the penalty has its full weight")
     schedule: Literal["linear", "step"] = Field("step", description="linear ramp from 0, or 0 then a step to `weight`")
+    penalty_on: Literal["train", "held_out"] = Field(
+        "train",
+        description="under environments groups, the clips whose group risks make the penalty: the training batch's "
+        "(the clips the risk fits) or group-balanced batches of a share of train the risk never fits (held_out_share)",
+    )
+    held_out_share: float = Field(0.25, gt=0, lt=1, description="penalty_on held_out: the share of train kept out of the risk")
+    risk: Literal["group_mean", "pooled"] = Field(
+        "group_mean",
+        description="under environments groups, the risk term: the mean of the groups' risks (each group weighted alike, "
+        "as V-REx and IRM sum environment risks) or the clips' pooled mean (the ablation)",
+    )
 
 
 class LossConfig(Section):

@@ -84,24 +84,32 @@ def penalty(kind: str, preds: torch.Tensor, y: torch.Tensor, loss: Any = None) -
     raise ValueError(f"unknown invariance penalty {kind!r}")
 
 
+def group_risks(pred: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss: Any = None, n_groups: int = 2) -> torch.Tensor:
+    """The risk of one predictor in each group of clips present in the global batch [G present] (ids 0..n_groups-1)."""
+    member = torch.nn.functional.one_hot(groups.long(), n_groups).T.to(pred.dtype)  # [G, B]
+    counts = global_sum(member.sum(dim=1))
+    present = counts > 0
+    return global_sum((member * clip_loss(pred - y, loss)).sum(dim=1))[present] / counts[present]
+
+
 def group_penalty(
     kind: str, pred: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss: Any = None, n_groups: int = 2
 ) -> torch.Tensor:
     """The penalty of one predictor across groups of clips [B] (ids 0..n_groups-1), over the global batch.
 
-    A group with no clip in the global batch is left out; with fewer than two groups present the penalty is 0.
+    V-REx: the variance of the group risks; IRMv1: the sum over groups of the squared gradient of the
+    group's risk with respect to a dummy scale of the predictions. A group with no clip in the global
+    batch is left out; with fewer than two groups present the penalty is 0.
     """
     member = torch.nn.functional.one_hot(groups.long(), n_groups).T.to(pred.dtype)  # [G, B]
     counts = global_sum(member.sum(dim=1))
     present = counts > 0
     if int(present.sum()) < 2:
         return pred.sum() * 0.0
-    residual = pred - y
     if kind == "vrex":
-        risks = global_sum((member * clip_loss(residual, loss)).sum(dim=1))[present] / counts[present]
-        return vrex_penalty(risks)
+        return vrex_penalty(group_risks(pred, y, groups, loss, n_groups))
     if kind == "irm":
-        grads = global_sum((member * clip_loss_slope(residual, loss) * pred).sum(dim=1))[present] / counts[present]
+        grads = global_sum((member * clip_loss_slope(pred - y, loss) * pred).sum(dim=1))[present] / counts[present]
         return (grads**2).sum()
     raise ValueError(f"unknown invariance penalty {kind!r}")
 

@@ -182,9 +182,14 @@ def loss_terms(
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
-        if cfg.environment_source == "groups":
-            grouped = invariance.group_penalty if groups is not None else None
-            terms["invariance"] = grouped(cfg.invariance.kind, preds[0], y, groups, cfg.loss) if grouped else preds.sum() * 0.0
+        if cfg.environment_source == "groups" and groups is None:  # the warm-up: plain ERM, no groups yet
+            terms["invariance"] = preds.sum() * 0.0
+        elif cfg.environment_source == "groups":
+            if cfg.invariance.risk == "group_mean":
+                # V-REx (Krueger et al., 2021, eq. 8) and IRM (Arjovsky et al., 2019, eq. IRMv1) sum the
+                # environments' risks, each environment weighted alike: here their mean over the groups present
+                terms["risk"] = invariance.group_risks(preds[0], y, groups, cfg.loss).mean()
+            terms["invariance"] = invariance.group_penalty(cfg.invariance.kind, preds[0], y, groups, cfg.loss)
         else:
             terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, cfg.loss)  # over the global batch under DDP
     return terms

@@ -394,3 +394,21 @@ def test_the_z_only_ablation_is_penalised_across_its_draws_under_any_environment
     model = build_model(cfg, SPEC)
     terms = loss_terms(cfg, model(batch()), batch()["y"])
     assert terms["invariance"].item() > 0
+
+
+@pytest.mark.parametrize("risk", ["group_mean", "pooled"])
+def test_under_groups_each_group_weighs_alike_in_the_risk_unless_pooled(risk):
+    """Thirty clips the predictor fits and two it misses: V-REx's risk averages the two groups' risks."""
+    cfg = model_cfg("model.environments=groups", f"model.invariance.risk={risk}")
+    y = torch.zeros(32)
+    pred = torch.zeros(32)
+    pred[30:] = 2.0  # the minority group's clips are off by 2
+    groups = torch.zeros(32, dtype=torch.long)
+    groups[30:] = 1
+    out = {"env_preds": pred[None], "gaussians": {m: (torch.zeros(32, 2), torch.zeros(32, 2)) for m in ("text", "audio", "visual")}}
+    terms = loss_terms(cfg, out, y, groups)
+    expected = (0.0 + 2.0) / 2 if risk == "group_mean" else 2.0 * 2 / 32
+    assert terms["risk"].item() == pytest.approx(expected)
+    assert terms["invariance"].item() == pytest.approx(1.0)  # var([0, 2]) either way
+    before = loss_terms(cfg, out, y, None)  # the warm-up: no groups yet, the pooled (ERM) risk
+    assert before["risk"].item() == pytest.approx(2.0 * 2 / 32) and before["invariance"].item() == 0.0
