@@ -390,6 +390,15 @@ class ModelConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _held_out_needs_groups(self) -> ModelConfig:
+        if self.invariance.penalty_on == "held_out" and self.variant.invariance and self.environment_source != "groups":
+            raise ValueError(
+                "invariance.penalty_on held_out measures the penalty across groups of held-out clips: it needs "
+                f"environments groups (got {self.environment_source})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")

@@ -165,6 +165,14 @@ def card_markdown(card: dict[str, Any]) -> str:
     for split, m in card["metrics"].items():
         lines.append(f"| {split} | " + " | ".join(f"{m['mean'][k]:.3f} +- {m['std'][k]:.3f}" for k in keys) + " |")
     lines += ["", f"Validation MAE of predicting the training mean: {card['baseline']['valid_MAE']:.3f}.", ""]
+    valid = card["metrics"].get("valid", {}).get("mean", {})
+    if "worst_group_MAE" in valid:
+        lines += [
+            "Validation MAE by group (clips where the training rule's modality disagrees with the label: group1): "
+            + ", ".join(f"{k[:-4]} {valid[k]:.3f}" for k in ("group0_MAE", "group1_MAE") if k in valid)
+            + f"; group mean {valid['group_mean_MAE']:.3f}, worst {valid['worst_group_MAE']:.3f}.",
+            "",
+        ]
     rob = card.get("robustness")
     if rob:
         lines += [

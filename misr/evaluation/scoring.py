@@ -19,6 +19,7 @@ from misr.features.person import view_for
 from misr.store import FeatureStore, SplitData
 from misr.training.batches import Batches
 from misr.training.checkpoints import RunSettings
+from misr.training.groups import group_maes
 from misr.training.inference import predict, score
 from misr.training.model_dir import ModelDir
 
@@ -58,6 +59,9 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
             p = predict(model, Batches(data, torch.device("cpu")), batch_size)
             preds[split].append(p)
             per_seed[split][seed] = score(p, data.labels.numpy(), convention)
+            groups = summary["seeds"][seed].get("valid_groups")
+            if split == "valid" and groups and len(groups["group"]) == len(p):  # beside the pooled MAE, as in training
+                per_seed[split][seed].update(group_maes(p, data.labels.numpy(), np.asarray(groups["group"])))
     metrics: dict[str, Any] = {}
     for split, by_seed in per_seed.items():
         keys = next(iter(by_seed.values())).keys()

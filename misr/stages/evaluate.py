@@ -43,6 +43,19 @@ def headline_rows(ev: Evaluated) -> list[list[str]]:
     return [[split, *(f"{m['mean'][k]:.3f} +- {m['std'][k]:.3f}" for k in keys)] for split, m in ev.metrics.items() if "mean" in m]
 
 
+def group_line(ev: Evaluated) -> str | None:
+    """The validation groups' MAE beside the pooled one (mean over seeds), where training set the groups."""
+    valid = ev.metrics.get("valid", {}).get("mean", {})
+    if "worst_group_MAE" not in valid:
+        return None
+    name = next(iter(ev.summary["seeds"].values()))["valid_groups"]["name"]
+    parts = [f"{k[:-4]} {valid[k]:.3f}" for k in ("group0_MAE", "group1_MAE") if k in valid]
+    return (
+        f"valid MAE {valid['MAE']:.3f}; by group ({name}: group1, the rest: group0): {', '.join(parts)}, "
+        f"mean {valid['group_mean_MAE']:.3f}, worst {valid['worst_group_MAE']:.3f}; chosen on {ev.summary.get('selected_on', 'mae')}"
+    )
+
+
 def main() -> None:
     args = parser(
         "Score the model on the store; write metrics, plots, robustness and the model card.",
@@ -56,6 +69,8 @@ def main() -> None:
         ev = run(params.evaluate, name, dataset, args.store, args.model_dir, args.out_dir)
         print(f"{ev.settings.model.name}: mean +- std over {len(ev.seeds)} seed(s)")
         print(text_table(("split", *ev.settings.convention.headline), headline_rows(ev)))
+        if group_line(ev):
+            print(group_line(ev))
 
     run_command(body)
 

@@ -40,12 +40,13 @@ class Partition:
     candidates: dict[str, float]  # every candidate's violation
 
 
-def unimodal_sentiments(model: nn.Module, batches: Batches, batch_size: int) -> tuple[dict[str, np.ndarray], str]:
-    """Each modality's sentiment per training clip: its labels when known for every clip, else the model's."""
+def unimodal_sentiments(model: nn.Module, batches: Batches, batch_size: int, only: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """Each modality's sentiment per clip (or `only` that one's): its labels when known for every clip, else the model's."""
     labels = batches.unimodal_labels
+    wanted = (only,) if only else MODALITIES
     if all(m in labels and not torch.isnan(labels[m]).any() for m in MODALITIES):
-        return {m: labels[m].numpy() for m in MODALITIES}, "labels"
-    return {m: predict(model, _Only(batches, m), batch_size) for m in MODALITIES}, "predictions"
+        return {m: labels[m].numpy() for m in wanted}, "labels"
+    return {m: predict(model, _Only(batches, m), batch_size) for m in wanted}, "predictions"
 
 
 def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=None) -> Partition:
@@ -72,6 +73,47 @@ def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=N
         )
     name = max(candidates, key=lambda k: candidates[k][0])
     return Partition(name, source, candidates[name][1].tolist(), candidates[name][0], {k: v for k, (v, _) in candidates.items()})
+
+
+def validation_partition(model: nn.Module, batches: Batches, batch_size: int, trained_on: str | None, loss=None) -> Partition:
+    """The validation clips' groups for `train.select_on`, by the rule of training's partition.
+
+    With a training partition ("visual disagrees"), the same modality's disagreement with the label on
+    valid; without one (a model that infers no groups), the partition the rule would choose on valid. The
+    sentiments are `label_T/A/V` where valid has them for every clip, else the model's own unimodal predictions.
+    """
+    if trained_on is None:
+        return choose_partition(model, batches, batch_size, loss)
+    modality = trained_on.split()[0]
+    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=modality)
+    disagree = (np.sign(sentiments[modality]) * np.sign(batches.labels.numpy()) < 0).astype(np.int64)
+    return Partition(trained_on, source, disagree.tolist(), float("nan"), {})
+
+
+def held_out_rows(n: int, share: float, seed: int) -> np.ndarray:
+    """The training rows the risk never fits under model.invariance.penalty_on held_out (chosen before any
+    training, by the seed): the penalty is measured on them, so it cannot be met by memorising its clips."""
+    rng = np.random.default_rng([int(seed), 4099])
+    return np.sort(rng.permutation(n)[: max(2, int(round(share * n)))])
+
+
+def balanced_rows(rows: np.ndarray, groups: np.ndarray, size: int, seed: int, epoch: int, step: int) -> np.ndarray:
+    """About `size` of `rows`, the same number from each group present (drawn with replacement from a smaller
+    group): each group's risk in the penalty is measured on as many clips. Depends on (seed, epoch, step) only."""
+    rng = np.random.default_rng([int(seed), int(epoch), int(step), 7919])
+    present = np.unique(groups[rows])
+    per = max(1, size // len(present))
+    picks = []
+    for g in present:
+        members = rows[groups[rows] == g]
+        picks.append(rng.choice(members, per, replace=len(members) < per))
+    return np.concatenate(picks)
+
+
+def group_maes(preds: np.ndarray, labels: np.ndarray, group: np.ndarray) -> dict[str, float]:
+    """MAE in each group present (0: agrees, 1: disagrees), their mean and the worst of them."""
+    maes = {f"group{g}_MAE": float(np.abs(preds[group == g] - labels[group == g]).mean()) for g in (0, 1) if (group == g).any()}
+    return {**maes, "group_mean_MAE": float(np.mean(list(maes.values()))), "worst_group_MAE": float(max(maes.values()))}
 
 
 class _Only:

@@ -33,8 +33,8 @@ from misr.model import build_model, loss_terms, loss_weights, total_loss
 from misr.training import checkpoints
 from misr.training.batches import Batches, batches_for, drop_modalities, epoch_batches
 from misr.training.checkpoints import RunSettings
-from misr.training.groups import choose_partition
-from misr.training.inference import autocast_for, evaluate_split
+from misr.training.groups import balanced_rows, choose_partition, group_maes, held_out_rows, validation_partition
+from misr.training.inference import autocast_for, predict, score
 from misr.training.model_dir import ModelDir
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import check_writable, write_json, write_text
@@ -63,6 +63,9 @@ class SeedResult:
     step_ms: float = 0.0  # mean wall time of one optimisation step (its batch, forward, backward, update)
     data_ms: float = 0.0  # of which: getting the batch (reading the store when streamed, padding, copying to the device)
     environments: dict[str, Any] | None = None  # model.environments groups: the partition chosen, and every candidate's violation
+    selected_on: str = "mae"  # train.select_on: what chose the checkpoint and stopped early
+    best_valid_score: float = math.nan  # that measure at the chosen checkpoint (best_valid_mae is the pooled MAE there)
+    valid_groups: dict[str, Any] | None = None  # the validation clips' groups (name, source, each clip's group)
 
 
 @dataclass
@@ -77,10 +80,15 @@ class SeedState:
     finished: bool = False
     groups: list[int] | None = None  # model.environments groups: each training clip's group, once inferred
     partition: dict[str, Any] | None = None  # how the groups were chosen (name, source, violations)
+    best_score: float = math.inf  # the train.select_on measure of the best checkpoint
+    valid_groups: dict[str, Any] | None = None  # the validation clips' groups, once set (name, source, group)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> SeedState:
-        return cls(**{k: ckpt[k] for k in cls.__dataclass_fields__ if k in ckpt})  # older checkpoints lack the newer fields
+        state = cls(**{k: ckpt[k] for k in cls.__dataclass_fields__ if k in ckpt})  # older checkpoints lack the newer fields
+        if "best_score" not in ckpt:  # chosen on the pooled MAE, before train.select_on
+            state.best_score = state.best_mae
+        return state
 
 
 @dataclass
@@ -111,6 +119,7 @@ class SeedJob:
     fingerprint: str
     resumed: bool
     steps_per_epoch: int
+    held: np.ndarray | None = None  # model.invariance.penalty_on held_out: the training rows the risk never fits
 
 
 # How an orchestrator runs one seed (default: `train_seed` in this process).
@@ -175,6 +184,7 @@ def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:
         "seeds": {str(r.seed): asdict(r) for r in results},
         "best_valid_mae_mean": float(np.mean([r.best_valid_mae for r in results])),
         "best_valid_mae_std": float(np.std([r.best_valid_mae for r in results])),
+        "selected_on": run.settings.train.select_on,
         "train_mean_valid_mae": results[0].train_mean_valid_mae,
     }
     if run.dist.main:
@@ -211,7 +221,7 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         step_seconds += time.perf_counter() - epoch_started
         data_seconds += waited
         steps_done += n_batches
-        valid = evaluate_split(job.model, valid_batches, tc.batch_size, run.settings.convention)
+        valid = validate(run, job, valid_batches, epoch)
         record = {"epoch": epoch, "lr": job.scheduler.get_last_lr()[0], "penalty_weight": penalty_weight}
         record.update({f"train_{k}": float(v) / max(1, n_batches) for k, v in sums.items()})
         record.update({f"valid_{k}": v for k, v in valid.items()})
@@ -238,7 +248,39 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         step_ms=1000.0 * step_seconds / max(1, steps_done),
         data_ms=1000.0 * data_seconds / max(1, steps_done),
         environments=state.partition,
+        selected_on=tc.select_on,
+        best_valid_score=float(state.best_score),
+        valid_groups=state.valid_groups,
     )
+
+
+SELECTION_METRIC = {"mae": "MAE", "group_mean_mae": "group_mean_MAE", "worst_group_mae": "worst_group_MAE"}
+
+
+def validate(run: Run, job: SeedJob, batches: Batches, epoch: int) -> dict[str, float]:
+    """The validation metrics of the epoch, with the MAE of each validation group, their mean and the worst.
+
+    The groups are set once, at the first epoch a checkpoint may be chosen from (after the warm-up, as the
+    training groups are), by `validation_partition`; with `train.select_on: mae` a split the rule finds
+    no groups in is reported without them.
+    """
+    tc, state = run.settings.train, job.state
+    preds = predict(job.model, batches, tc.batch_size)
+    labels = batches.labels.numpy()
+    valid = score(preds, labels, run.settings.convention)
+    if state.valid_groups is None and epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1):
+        trained_on = state.partition["name"] if state.partition else None
+        try:
+            chosen = validation_partition(job.model, batches, tc.batch_size, trained_on, run.settings.model.loss)
+        except MisrError:
+            if tc.select_on != "mae":
+                raise
+            chosen = None
+        if chosen is not None:
+            state.valid_groups = {"name": chosen.name, "source": chosen.source, "group": chosen.group}
+    if state.valid_groups is not None:
+        valid.update(group_maes(preds, labels, np.asarray(state.valid_groups["group"])))
+    return valid
 
 
 def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
@@ -268,9 +310,16 @@ def start_seed(run: Run, seed: int) -> SeedJob:
     seed_everything(seed, tc.deterministic)
     model = build_model(settings.model, loaded.spec).to(run.device)
     optimizer = make_optimizer(model, tc)
-    steps_per_epoch = len(epoch_batches(torch.arange(len(loaded.train)), tc.batch_size, world=dist.world))
+    inv = settings.model.invariance
+    held = (
+        held_out_rows(len(loaded.train), inv.held_out_share, seed)
+        if settings.model.infers_groups and inv.penalty_on == "held_out"
+        else None
+    )
+    n_fit = len(loaded.train) - (0 if held is None else len(held))
+    steps_per_epoch = len(epoch_batches(torch.arange(n_fit), tc.batch_size, world=dist.world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
-    job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch)
+    job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch, held)
     last_path = run.model_dir.last(seed)
     ckpt = checkpoints.load_last(last_path)
     if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
@@ -296,17 +345,30 @@ def run_epoch(
     ddp_model.train()
     sums: dict[str, torch.Tensor] = {}
     waited = 0.0
-    pieces = epoch_batches(batches.order(job.seed, epoch), tc.batch_size, rank=dist.rank, world=dist.world)
+    order = batches.order(job.seed, epoch)
+    if job.held is not None:  # the held-out rows only ever make the penalty
+        order = order[~torch.from_numpy(np.isin(order.numpy(), job.held))]
+    penalty_rows = job.held is not None and batches.groups is not None and weights["invariance"] > 0
+    pieces = epoch_batches(order, tc.batch_size, rank=dist.rank, world=dist.world)
     for b, piece in enumerate(pieces):
         check_stop("training")  # the last finished epoch's checkpoint stays: a new run resumes from it
         fetch_started = time.perf_counter()
-        batch = batches.get(piece.indices)
+        rows, n_fit = piece.indices, len(piece.indices)
+        if penalty_rows:  # one forward pass for both (DDP expects one per backward): the fitted rows, then the held-out ones
+            drawn = balanced_rows(job.held, batches.groups.numpy(), piece.global_size, job.seed, epoch, b)
+            rows = torch.cat([rows, torch.from_numpy(np.array_split(drawn, dist.world)[dist.rank])])
+        batch = batches.get(rows)
         waited += time.perf_counter() - fetch_started
         if tc.modality_dropout > 0:
             batch = drop_modalities(batch, tc.modality_dropout)
         with autocast_for(run.device):
             out = ddp_model(batch)
-        terms = loss_terms(settings.model, out, batch["y"], batch.get("group"))
+        if penalty_rows:
+            fit, held = slice_rows(out, 0, n_fit), slice_rows(out, n_fit, len(rows))
+            terms = loss_terms(settings.model, fit, batch["y"][:n_fit], batch["group"][:n_fit])
+            terms["invariance"] = loss_terms(settings.model, held, batch["y"][n_fit:], batch["group"][n_fit:])["invariance"]
+        else:
+            terms = loss_terms(settings.model, out, batch["y"], batch.get("group"))
         loss = total_loss(terms, weights)
         check_finite(terms, loss, epoch, b)
         # DDP averages gradients over ranks: weigh each rank's mean by its share of the global batch
@@ -326,6 +388,15 @@ def run_epoch(
     return sums, len(pieces), weights["invariance"], waited
 
 
+def slice_rows(out: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The model's outputs for batch rows [start, end) (predictions [E, B], Gaussians [B, k])."""
+    return {
+        "pred": out["pred"][start:end],
+        "env_preds": out["env_preds"][:, start:end],
+        **({"gaussians": {m: (mu[start:end], lv[start:end]) for m, (mu, lv) in out["gaussians"].items()}} if "gaussians" in out else {}),
+    }
+
+
 def validate_and_checkpoint(
     run: Run, job: SeedJob, epoch: int, record: dict[str, Any], valid: dict[str, float], train_mean: float, live: Any
 ) -> None:
@@ -333,9 +404,10 @@ def validate_and_checkpoint(
     tc, state = run.settings.train, job.state
     state.history.append(record)
     eligible = epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1)  # the last epoch always is
-    improved = eligible and valid["MAE"] < state.best_mae - 1e-12
+    measure = valid[SELECTION_METRIC[tc.select_on]] if eligible else math.inf
+    improved = eligible and measure < state.best_score - 1e-12
     if improved:
-        state.best_mae, state.best_epoch, state.bad_epochs = valid["MAE"], epoch, 0
+        state.best_score, state.best_mae, state.best_epoch, state.bad_epochs = measure, valid["MAE"], epoch, 0
     elif eligible:
         state.bad_epochs += 1
     state.epoch = epoch

@@ -30,4 +30,6 @@ def evaluate_command(
     ev = evaluate.run(cfg.evaluate, cfg.data.dataset, ds, store or ds.features_dir, model_dir or ds.models_dir, target)
     title = f"{ev.settings.model.name}: mean +- std over {len(ev.seeds)} seed(s)"
     out.print(table(title, ("split", *ev.settings.convention.headline), evaluate.headline_rows(ev)))
+    if evaluate.group_line(ev):
+        out.print(evaluate.group_line(ev))
     out.print(f"metrics.json, robustness.json, plots/ and model_card.md in {target}")

@@ -304,3 +304,85 @@ def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tm
     summary = train(q, store, tmp_path / "no_inv")
     history = state_of(tmp_path / "no_inv" / "seed-7" / "last.pt")["history"]
     assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history)
+
+
+@pytest.mark.slow
+def test_checkpoints_chosen_on_the_worst_validation_group_and_reported_by_evaluate(tmp_path):
+    """train.select_on worst_group_mae: the chosen epoch is the one whose worst validation group is best; the
+    groups follow the training partition's rule on valid (labels known: the store's label_T/A/V), and
+    `misr evaluate` reports the same group MAEs for that checkpoint."""
+    import numpy as np
+
+    from misr.config import EvaluateConfig
+    from misr.data.synth import generate
+    from misr.evaluation.scoring import score_model
+    from misr.store import FeatureStore
+
+    p = tiny_params(
+        "data.synth.scenario=shortcut",
+        "data.synth.n_clips={train: 400, valid: 120, valid_ood: 16, test: 16}",
+        "model.environments=groups",
+        "model.invariance.warmup_epochs=2",
+        "train.epochs=6",
+        "train.patience=10",
+        "train.seeds=[5]",
+        "train.select_on=worst_group_mae",
+    )
+    generate(p.data.synth, tmp_path / "store")
+    summary = train(p, tmp_path / "store", tmp_path / "m")
+    r = summary["seeds"]["5"]
+    history = state_of(tmp_path / "m" / "seed-5" / "last.pt")["history"]
+    eligible = [h for h in history if h["epoch"] >= 2]
+    best = min(eligible, key=lambda h: h["valid_worst_group_MAE"])
+    assert summary["selected_on"] == r["selected_on"] == "worst_group_mae"
+    assert r["best_epoch"] == best["epoch"] and r["best_valid_score"] == best["valid_worst_group_MAE"]
+    assert r["best_valid_mae"] == best["valid_MAE"]
+    # the validation groups: the training partition's modality disagreeing in sign with the label, on valid
+    groups = r["valid_groups"]
+    assert groups["name"] == r["environments"]["name"] and groups["source"] == "labels"
+    valid = FeatureStore(tmp_path / "store").load_split("valid", as_torch=False)
+    modality = groups["name"].split()[0]
+    expected = (np.sign(valid.unimodal_labels[modality]) * np.sign(valid.labels) < 0).astype(int)
+    assert groups["group"] == expected.tolist() and 0 < sum(groups["group"]) < 120
+    ev = score_model(EvaluateConfig(splits=["valid"], robustness=False), tmp_path / "store", tmp_path / "m")
+    assert ev.per_seed["valid"]["5"]["worst_group_MAE"] == pytest.approx(r["best_valid_score"], abs=1e-6)
+    assert ev.metrics["valid"]["mean"]["group1_MAE"] > 0
+
+
+@pytest.mark.slow
+def test_a_held_out_penalty_is_measured_on_clips_the_risk_never_fits(tmp_path):
+    """model.invariance.penalty_on held_out: a quarter of train is kept out of every risk batch from the first
+    epoch, and once the groups exist each step's penalty comes from a group-balanced batch of those clips."""
+    import math
+
+    import numpy as np
+
+    from misr.data.synth import generate
+    from misr.training.groups import balanced_rows, held_out_rows
+
+    held = held_out_rows(400, 0.25, 5)
+    assert len(held) == 100 and (held == held_out_rows(400, 0.25, 5)).all() and not (held == held_out_rows(400, 0.25, 6)).all()
+    groups = np.zeros(400, dtype=int)
+    groups[held[:7]] = 1  # a small group among the held-out rows
+    drawn = balanced_rows(held, groups, 32, 5, 3, 0)
+    assert set(drawn) <= set(held) and (groups[drawn] == 1).sum() == (groups[drawn] == 0).sum() == 16
+
+    p = tiny_params(
+        "data.synth.scenario=shortcut",
+        "data.synth.n_clips={train: 400, valid: 64, valid_ood: 16, test: 16}",
+        "model.environments=groups",
+        "model.invariance.warmup_epochs=2",
+        "model.invariance.penalty_on=held_out",
+        "train.epochs=4",
+        "train.batch_size=32",
+        "train.seeds=[5]",
+    )
+    generate(p.data.synth, tmp_path / "store")
+    summary = train(p, tmp_path / "store", tmp_path / "m")
+    r = summary["seeds"]["5"]
+    assert r["steps"] == r["epochs_run"] * math.ceil(300 / 32)  # the 100 held-out clips are in no risk batch
+    penalty = (tmp_path / "m" / "dvclive" / "seed-5" / "plots" / "metrics" / "train" / "invariance.tsv").read_text().splitlines()
+    values = [float(line.split("\t")[-1]) for line in penalty[1:]]
+    assert values[0] == 0.0 and values[-1] > 0.0
+    with pytest.raises(MisrError, match="penalty_on held_out .* needs environments groups"):
+        tiny_params("model.environments=z_plus_unimodal", "model.invariance.penalty_on=held_out")
