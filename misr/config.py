@@ -312,6 +312,21 @@ class InvarianceConfig(Section):
     )
 
 
+class GroupsConfig(Section):
+    """How model.environments groups (and the validation groups of train.select_on) are made."""
+
+    partition: Literal["auto", "text", "audio", "visual"] = Field(
+        "auto",
+        description="auto: the modality-disagreement partition the warmed-up predictor violates most (EIIL); or "
+        "that modality's disagreement with the label, always",
+    )
+    source: Literal["auto", "predictions"] = Field(
+        "auto",
+        description="auto: label_T/A/V where the store has them for every clip, else the model's unimodal predictions; "
+        "predictions: always the model's (as on MOSI or MOSEI, whose stores have no unimodal labels)",
+    )
+
+
 class LossConfig(Section):
     """The per-clip loss of the risk; the invariance penalty is built from the same loss."""
 
@@ -327,6 +342,7 @@ class Variant:
     kl: bool  # the distributional constraints: prior and pairwise KL terms
     invariance: bool  # the invariance penalty
     z_draws: bool  # the environments are draws of z, whatever model.environments says
+    group_risk: bool = False  # no penalty, but the risk averaged over groups of clips (a group-balanced reference)
 
 
 VARIANTS = {
@@ -335,6 +351,9 @@ VARIANTS = {
     "misr_no_inv": Variant(gaussian=True, kl=True, invariance=False, z_draws=False),
     "misr_z_env": Variant(gaussian=True, kl=True, invariance=True, z_draws=True),
     "late_fusion": Variant(gaussian=False, kl=False, invariance=False, z_draws=False),
+    # late fusion with each group's risk weighted alike (Sagawa et al.'s group-balanced reweighting): with
+    # groups that are known (model.groups.partition set, label_T/A/V in the store) it is the known-groups reference
+    "late_fusion_groups": Variant(gaussian=False, kl=False, invariance=False, z_draws=False, group_risk=True),
 }
 ModelName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
 
@@ -364,6 +383,7 @@ class ModelConfig(Section):
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
     invariance: InvarianceConfig = Field(default_factory=InvarianceConfig)
+    groups: GroupsConfig = Field(default_factory=GroupsConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
 
     @property
@@ -378,7 +398,7 @@ class ModelConfig(Section):
     @property
     def infers_groups(self) -> bool:
         """Training partitions the clips into groups (once the penalty first has weight)."""
-        return self.variant.invariance and self.environment_source == "groups"
+        return (self.variant.invariance and self.environment_source == "groups") or self.variant.group_risk
 
     @model_validator(mode="after")
     def _irm_needs_a_smooth_loss(self) -> ModelConfig:
@@ -427,6 +447,13 @@ class TrainConfig(Section):
         "> 0 lets `misr predict` answer when a modality is missing",
     )
     deterministic: bool = True
+    threads: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="torch's CPU threads in the training process; 0: torch's default (every core). Trainings run side "
+        "by side should take one each (sums of floats, hence results, depend on it)",
+    )
     select_on: Literal["mae", "group_mean_mae", "worst_group_mae"] = Field(
         "mae",
         description="what chooses the checkpoint and stops early: the validation MAE, or the mean or the worst of the "

@@ -179,6 +179,8 @@ def loss_terms(
     preds = out["env_preds"].float()
     risks = invariance.environment_risks(preds, y, cfg.loss)
     terms = {"risk": risks.mean(), "l1_z": (preds[0] - y).abs().mean().detach()}
+    if cfg.variant.group_risk and groups is not None and cfg.invariance.risk == "group_mean":
+        terms["risk"] = invariance.group_risks(preds[0], y, groups, cfg.loss).mean()  # each group weighted alike
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])

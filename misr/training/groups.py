@@ -40,24 +40,30 @@ class Partition:
     candidates: dict[str, float]  # every candidate's violation
 
 
-def unimodal_sentiments(model: nn.Module, batches: Batches, batch_size: int, only: str | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """Each modality's sentiment per clip (or `only` that one's): its labels when known for every clip, else the model's."""
+def unimodal_sentiments(
+    model: nn.Module, batches: Batches, batch_size: int, only: str | None = None, source: str = "auto"
+) -> tuple[dict[str, np.ndarray], str]:
+    """Each modality's sentiment per clip (or `only` that one's): its labels when known for every clip (unless
+    `source` is "predictions"), else the model's."""
     labels = batches.unimodal_labels
     wanted = (only,) if only else MODALITIES
-    if all(m in labels and not torch.isnan(labels[m]).any() for m in MODALITIES):
+    if source == "auto" and all(m in labels and not torch.isnan(labels[m]).any() for m in MODALITIES):
         return {m: labels[m].numpy() for m in wanted}, "labels"
     return {m: predict(model, _Only(batches, m), batch_size) for m in wanted}, "predictions"
 
 
-def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=None) -> Partition:
-    """The agreement partition on which the joint predictor's risks differ most (see the module's text)."""
+def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=None, config=None) -> Partition:
+    """The agreement partition on which the joint predictor's risks differ most (see the module's text), or the one
+    `config.partition` (model.groups) names; sentiments from `config.source`."""
+    partition, source_choice = (config.partition, config.source) if config is not None else ("auto", "auto")
     y = batches.labels.numpy()
     joint = predict(model, batches, batch_size)
     # EIIL's criterion: the IRMv1 penalty of the reference predictor across the two groups, i.e. how much
     # rescaling its predictions within each group would lower that group's risk (the risks' variance, tried
     # first, mostly found the groups of near-zero labels, which are hard for any predictor)
     slope = (clip_loss_slope(torch.from_numpy(joint - y), loss) * torch.from_numpy(joint)).numpy()
-    sentiments, source = unimodal_sentiments(model, batches, batch_size)
+    only = None if partition == "auto" else partition
+    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=only, source=source_choice)
     candidates: dict[str, tuple[float, np.ndarray]] = {}
     for m, s in sentiments.items():
         disagree = (np.sign(s) * np.sign(y) < 0).astype(np.int64)
@@ -75,7 +81,7 @@ def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=N
     return Partition(name, source, candidates[name][1].tolist(), candidates[name][0], {k: v for k, (v, _) in candidates.items()})
 
 
-def validation_partition(model: nn.Module, batches: Batches, batch_size: int, trained_on: str | None, loss=None) -> Partition:
+def validation_partition(model: nn.Module, batches: Batches, batch_size: int, trained_on: str | None, loss=None, config=None) -> Partition:
     """The validation clips' groups for `train.select_on`, by the rule of training's partition.
 
     With a training partition ("visual disagrees"), the same modality's disagreement with the label on
@@ -83,9 +89,10 @@ def validation_partition(model: nn.Module, batches: Batches, batch_size: int, tr
     sentiments are `label_T/A/V` where valid has them for every clip, else the model's own unimodal predictions.
     """
     if trained_on is None:
-        return choose_partition(model, batches, batch_size, loss)
+        return choose_partition(model, batches, batch_size, loss, config)
     modality = trained_on.split()[0]
-    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=modality)
+    source_choice = config.source if config is not None else "auto"
+    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=modality, source=source_choice)
     disagree = (np.sign(sentiments[modality]) * np.sign(batches.labels.numpy()) < 0).astype(np.int64)
     return Partition(trained_on, source, disagree.tolist(), float("nan"), {})
 

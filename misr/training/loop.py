@@ -133,6 +133,8 @@ def prepare(settings: RunSettings, store_dir: str | Path, out_dir: str | Path) -
         backend = "nccl" if torch.cuda.is_available() and settings.train.device != "cpu" else "gloo"
         torch.distributed.init_process_group(backend)
     out = Path(out_dir)
+    if settings.train.threads:  # several trainings side by side: one thread each, or they thrash on shared cores
+        torch.set_num_threads(settings.train.threads)
     device = resolve_device(settings.train.device, dist)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -271,7 +273,7 @@ def validate(run: Run, job: SeedJob, batches: Batches, epoch: int) -> dict[str, 
     if state.valid_groups is None and epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1):
         trained_on = state.partition["name"] if state.partition else None
         try:
-            chosen = validation_partition(job.model, batches, tc.batch_size, trained_on, run.settings.model.loss)
+            chosen = validation_partition(job.model, batches, tc.batch_size, trained_on, run.settings.model.loss, run.settings.model.groups)
         except MisrError:
             if tc.select_on != "mae":
                 raise
@@ -289,8 +291,10 @@ def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
     cfg = run.settings.model
     if not cfg.infers_groups:
         return
-    if job.state.groups is None and loss_weights(cfg, epoch)["invariance"] > 0:
-        chosen = choose_partition(job.model, batches_for(run.loaded.train, run.device), run.settings.train.batch_size, cfg.loss)
+    due = epoch >= cfg.invariance.warmup_epochs if cfg.variant.group_risk else loss_weights(cfg, epoch)["invariance"] > 0
+    if job.state.groups is None and due:
+        train = batches_for(run.loaded.train, run.device)
+        chosen = choose_partition(job.model, train, run.settings.train.batch_size, cfg.loss, cfg.groups)
         job.state.groups = chosen.group
         job.state.partition = {"name": chosen.name, "source": chosen.source, "violation": chosen.violation, "candidates": chosen.candidates}
     if job.state.groups is not None and batches.groups is None:
@@ -311,11 +315,8 @@ def start_seed(run: Run, seed: int) -> SeedJob:
     model = build_model(settings.model, loaded.spec).to(run.device)
     optimizer = make_optimizer(model, tc)
     inv = settings.model.invariance
-    held = (
-        held_out_rows(len(loaded.train), inv.held_out_share, seed)
-        if settings.model.infers_groups and inv.penalty_on == "held_out"
-        else None
-    )
+    penalised = settings.model.variant.invariance and settings.model.infers_groups
+    held = held_out_rows(len(loaded.train), inv.held_out_share, seed) if penalised and inv.penalty_on == "held_out" else None
     n_fit = len(loaded.train) - (0 if held is None else len(held))
     steps_per_epoch = len(epoch_batches(torch.arange(n_fit), tc.batch_size, world=dist.world))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
@@ -433,6 +434,8 @@ def first_selectable_epoch(model_cfg) -> int:
     V-REx's reference code likewise judge the model trained with the full penalty. Models without the
     penalty, or with it on from the start, are chosen among all epochs.
     """
+    if model_cfg.variant.group_risk:
+        return model_cfg.invariance.warmup_epochs  # from when the groups exist
     target = loss_weights(model_cfg, model_cfg.invariance.warmup_epochs)["invariance"]
     if target == 0.0:
         return 0

@@ -386,3 +386,26 @@ def test_a_held_out_penalty_is_measured_on_clips_the_risk_never_fits(tmp_path):
     assert values[0] == 0.0 and values[-1] > 0.0
     with pytest.raises(MisrError, match="penalty_on held_out .* needs environments groups"):
         tiny_params("model.environments=z_plus_unimodal", "model.invariance.penalty_on=held_out")
+
+
+@pytest.mark.slow
+def test_known_groups_reference_and_groups_inferred_without_unimodal_labels(tmp_path):
+    """late_fusion_groups on the named partition (from the store's labels: the known groups), and MISR told to
+    ignore label_T/A/V (as on MOSI), whose groups then come from its own unimodal predictions."""
+    from misr.data.synth import generate
+
+    common = [
+        "data.synth.scenario=shortcut",
+        "data.synth.n_clips={train: 300, valid: 64, valid_ood: 16, test: 16}",
+        "model.invariance.warmup_epochs=2",
+        "train.epochs=4",
+        "train.seeds=[5]",
+    ]
+    p = tiny_params(*common, "model.name=late_fusion_groups", "model.groups.partition=visual")
+    generate(p.data.synth, tmp_path / "store")
+    known = train(p, tmp_path / "store", tmp_path / "known")["seeds"]["5"]
+    assert known["environments"]["name"] == "visual disagrees" and known["environments"]["source"] == "labels"
+    assert known["best_epoch"] >= 2 and known["valid_groups"]["name"] == "visual disagrees"
+    q = tiny_params(*common, "model.groups.source=predictions")
+    inferred = train(q, tmp_path / "store", tmp_path / "inferred")["seeds"]["5"]
+    assert inferred["environments"]["source"] == "predictions" and inferred["valid_groups"]["source"] == "predictions"

@@ -412,3 +412,16 @@ def test_under_groups_each_group_weighs_alike_in_the_risk_unless_pooled(risk):
     assert terms["invariance"].item() == pytest.approx(1.0)  # var([0, 2]) either way
     before = loss_terms(cfg, out, y, None)  # the warm-up: no groups yet, the pooled (ERM) risk
     assert before["risk"].item() == pytest.approx(2.0 * 2 / 32) and before["invariance"].item() == 0.0
+
+
+def test_the_group_balanced_late_fusion_reference_averages_its_groups_risks():
+    cfg = model_cfg("model.name=late_fusion_groups")
+    y, pred = torch.zeros(10), torch.zeros(10)
+    pred[8:] = 1.0
+    groups = (torch.arange(10) >= 8).long()
+    terms = loss_terms(cfg, {"pred": pred, "env_preds": pred[None]}, y, groups)
+    assert terms["risk"].item() == pytest.approx(0.5) and "invariance" not in terms
+    assert loss_terms(cfg, {"pred": pred, "env_preds": pred[None]}, y, None)["risk"].item() == pytest.approx(0.2)
+    assert loss_terms(model_cfg("model.name=late_fusion"), {"pred": pred, "env_preds": pred[None]}, y, groups)[
+        "risk"
+    ].item() == pytest.approx(0.2)
