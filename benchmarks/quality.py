@@ -1,28 +1,21 @@
-"""MISR against its ablations and late fusion on the shortcut benchmark: settings chosen on valid_ood, test read once.
+"""MISR against its ablations, late fusion and group-aware references on the shortcut benchmark.
 
     python benchmarks/quality.py select [-S key=value ...]    # one setting: valid and valid_ood MAE (the DVC stage)
-    python benchmarks/quality.py search [--only NAME ...]     # the search, queued and run as DVC experiments
-    python benchmarks/quality.py choose                       # every setting tried (`dvc exp show`), ranked on valid_ood
-    python benchmarks/quality.py report [--data-seed 2027] [--seeds 1111 ... 1115] [--json FILE]
+    python benchmarks/quality.py search [--only NAME ...]     # the first search, queued and run as DVC experiments
+    python benchmarks/quality.py choose                       # every experiment (`dvc exp show`), ranked on valid_ood
+    python benchmarks/quality.py protocol-select [--workers N] [--json FILE]
+    python benchmarks/quality.py report [--data-seeds ...] [--models ...] [--workers N] [--json FILE]
 
 The data is `misr synth`'s shortcut scenario (data.synth in params.yaml): the visual modality carries the
 label's sign in ~90% of train and valid clips and the reversed sign in ~60% of valid_ood and test clips.
 
-1. `search` queues every setting of SEARCH as a DVC experiment of the pipeline benchmarks/quality/dvc.yaml
-   (`dvc exp run --queue -S ...`), then runs the queue (`dvc queue start`). Each experiment is `select`: it
-   trains `model.name` for train.seeds on data.synth (data seed data.synth.seed) and records the MAE on
-   valid (the training distribution) and on valid_ood (drawn like test). Test is never loaded.
-2. `choose` lists them all, best valid_ood first per model; the chosen settings go into params.yaml, each
-   with a comment naming the experiment that justifies it.
-3. `report` trains every model with params.yaml's settings (the ablations switch one part of MISR off) on
-   a fresh data seed that no choice has seen, for 5 training seeds, and reads test once. It prints
-   validation first, then test (mean +- std over seeds), the paired difference MISR - baseline with a
-   bootstrap 95% CI over test clips, the share of the late-fusion-to-oracle gap MISR closes, the reliance
-   on the shortcut modality, and each target of issue 10, met or not.
-
-`late_fusion_no_cue` is a reference: late fusion trained and tested on the same clips with the shortcut
-modality's sentiment muted (`generate(cue="muted")`), about the best an invariant model can do with
-these encoders.
+`select`, `search` and `choose` are the first search (one data seed; benchmarks/quality/dvc.yaml's stage).
+`protocol-select` and `report` are the powered protocol of benchmarks/quality/README.md: the choices of
+CANDIDATES on the selection data seeds (worst validation group; test never loaded), then every entry of
+ENTRIES on report data seeds that chose nothing, test read once, with hierarchical bootstrap CIs (data
+seeds, then clips), per-group test MAE, the headroom H = MAE(late_fusion) - MAE(known_groups) and the
+share of it MISR closes, and the targets. Jobs run side by side, one thread each; their predictions are
+kept in .quality-runs/ under a hash of their settings.
 
 Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
 negated (the counterfactual store of `generate(..., cue="reversed")`: same clips, same noise, only that
@@ -34,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,11 +46,6 @@ from misr.errors import MisrError  # noqa: E402
 
 PIPELINE = "benchmarks/quality/dvc.yaml"
 SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
-MODELS = ["misr", "misr_no_dist", "misr_no_inv", "misr_z_env", "late_fusion"]
-# A reference, not a competitor: late fusion trained and tested where the shortcut modality carries no
-# sentiment (`generate(cue="muted")`): about the best a model that ignores the cue can do with these encoders.
-REFERENCE = "late_fusion_no_cue"
-REPORT_SEEDS = [1111, 1112, 1113, 1114, 1115]
 BOOTSTRAP = 2000
 
 # The settings tried, each a DVC experiment: name -> overrides of params.yaml. MISR starts from environments
@@ -257,148 +246,275 @@ def choose(args: argparse.Namespace) -> None:
     print("* best valid_ood MAE of its model (test was never read)")
 
 
-# ------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------- protocol
+
+# The powered protocol (see benchmarks/quality/README.md): settings chosen on SELECTION_SEEDS, reported on
+# REPORT_DATA_SEEDS that no choice has seen, each with TRAINING_SEEDS; bigger splits than params.yaml's so that
+# differences of 0.01-0.03 can be seen (a 300-clip valid_ood could not: paired SE 0.02-0.03).
+SELECTION_SEEDS = [1111, 1112]
+REPORT_DATA_SEEDS = [2027, 2028, 2029, 2030, 2031]
+TRAINING_SEEDS = [1111, 1112, 1113]
+PROTOCOL_SPLITS = "data.synth.n_clips={train: 600, valid: 1000, valid_ood: 2000, test: 2000}"
+# item 3's choice, each chosen on the worst validation group (in-distribution valid, 1000 clips): the penalty
+# on the clips the risk fits, on held-out clips, or no penalty; and the plain validation MAE for reference
+CANDIDATES: dict[str, list[str]] = {
+    "misr (select on mae)": [],
+    "misr": ["train.select_on=worst_group_mae"],
+    "misr held-out penalty": ["train.select_on=worst_group_mae", "model.invariance.penalty_on=held_out"],
+    "misr_no_inv": ["train.select_on=worst_group_mae", "model.name=misr_no_inv"],
+}
+# what the report trains: MISR with params.yaml's settings, its ablations, late fusion and two references
+ENTRIES: dict[str, list[str]] = {
+    "misr": [],
+    "late_fusion": ["model.name=late_fusion"],
+    "known_groups": ["model.name=late_fusion_groups", "model.groups.partition={cue}"],  # the true flipped groups
+    "misr_inferred": ["model.groups.source=predictions"],  # label_T/A/V hidden, as on MOSI or MOSEI
+    "misr_pooled": ["model.invariance.risk=pooled"],
+    "misr_no_inv": ["model.name=misr_no_inv"],
+    "misr_no_dist": ["model.name=misr_no_dist"],
+}
 
 
-def bootstrap_ci(a: np.ndarray, b: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
-    """MAE(a) - MAE(b), a and b [seeds, clips] paired by seed: the mean over seeds, and its 95% percentile
-    interval over BOOTSTRAP resamples of the test clips (the same clips for both models and every seed)."""
-    diff = np.abs(a - y[None]) - np.abs(b - y[None])  # [seeds, clips]
-    per_clip = diff.mean(axis=0)
-    idx = rng.integers(0, y.size, size=(BOOTSTRAP, y.size))
-    means = per_clip[idx].mean(axis=1)
-    return float(per_clip.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def job_key(name: str, overrides: list[str], data_seed: int, splits: tuple[str, ...]) -> str:
+    from misr.util.hashing import stable_hash
+
+    p = params_with(overrides)
+    settings = {
+        "model": p.model.model_dump(mode="json"),
+        "train": p.train.model_dump(mode="json"),
+        "synth": p.data.synth.model_dump(mode="json"),
+    }
+    return f"{name.replace(' ', '_')}-{data_seed}-{stable_hash({'settings': settings, 'splits': splits})[:12]}"
+
+
+def run_job(name: str, overrides: list[str], data_seed: int, splits: tuple[str, ...], cache: str) -> dict[str, Any]:
+    """Train one setting on one data seed (every training seed, one thread): predictions per split and the
+    training summary, kept in `cache` under a key of the settings (a rerun with the same ones reads it)."""
+    from misr.data.synth import generate
+
+    overrides = [*overrides, f"data.synth.seed={data_seed}", "train.threads=1"]
+    target = Path(cache) / f"{job_key(name, overrides, data_seed, splits)}.json"
+    if target.exists():
+        return json.loads(target.read_text())
+    p = params_with(overrides)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        store, reversed_store = Path(tmp) / "store", Path(tmp) / "reversed"
+        generate(p.data.synth, store)
+        where = {split: store for split in splits if not split.startswith("reversed:")}
+        if any(split.startswith("reversed:") for split in splits):
+            generate(p.data.synth, reversed_store, cue="reversed")
+            where.update({split: reversed_store for split in splits if split.startswith("reversed:")})
+        preds = train_and_predict(p, store, Path(tmp) / "model", where)
+        summary = json.loads((Path(tmp) / "model" / "summary.json").read_text())
+    result = {
+        "name": name,
+        "data_seed": data_seed,
+        "overrides": overrides,
+        "seconds": time.perf_counter() - started,
+        "predictions": {str(s): {k: v.tolist() for k, v in per.items()} for s, per in preds.items()},
+        "summary": {
+            s: {k: r.get(k) for k in ("best_epoch", "best_valid_mae", "best_valid_score", "valid_groups", "environments")}
+            for s, r in summary["seeds"].items()
+        },
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result))
+    return result
+
+
+def run_jobs(jobs: list[tuple[str, list[str], int, tuple[str, ...]]], cache: str, workers: int) -> list[dict[str, Any]]:
+    """The jobs in `workers` processes of one thread each (several trainings on shared cores otherwise thrash)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    log(f"{len(jobs)} job(s) ({len(TRAINING_SEEDS)} training seeds each) on {workers} process(es) of one thread; results kept in {cache}")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, *job, cache) for job in jobs]
+        out = []
+        for i, future in enumerate(futures):
+            out.append(future.result())
+            r, elapsed = out[-1], time.perf_counter() - started
+            log(f"  {i + 1}/{len(jobs)} done: {r['name']} on data seed {r['data_seed']} ({r['seconds']:.0f} s), {elapsed:.0f} s so far")
+    return out
+
+
+def cue_groups(cue: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1 where the shortcut modality's sentiment is flipped against the label (the minority in training)."""
+    return (np.sign(cue) * np.sign(y) < 0).astype(int)
+
+
+def split_truth(data_seed: int, overrides: list[str], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the flipped indicator of one split of the data seed's store (regenerated: the same seed, the same data)."""
+    from misr.data.synth import generate
+    from misr.store import FeatureStore
+
+    p = params_with([*overrides, f"data.synth.seed={data_seed}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(p.data.synth, Path(tmp) / "s")
+        d = FeatureStore(Path(tmp) / "s").load_split(split, as_torch=False)
+    y = d.labels.astype(np.float64)
+    cue = d.unimodal_labels[p.data.synth.shortcut.modality].astype(np.float64)
+    return y, cue_groups(cue, y)
+
+
+def protocol_select(args: argparse.Namespace) -> None:
+    """Item 3's choice on the selection data seeds: each candidate's worst-group and group-mean validation MAE
+    (in-distribution valid), and valid_ood MAE beside them; test is never loaded."""
+    started = time.perf_counter()
+    base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
+    splits = ("valid", "valid_ood")
+    jobs = [(name, [*base, *extra], seed, splits) for name, extra in CANDIDATES.items() for seed in args.data_seeds]
+    results = run_jobs(jobs, args.cache, args.workers)
+    truth = {seed: {split: split_truth(seed, base, split) for split in splits} for seed in args.data_seeds}
+    rows = {}
+    for name in CANDIDATES:
+        per = {k: [] for k in ("valid", "worst", "mean", "valid_ood")}
+        for r in (r for r in results if r["name"] == name):
+            (yv, gv), (yo, _) = truth[r["data_seed"]]["valid"], truth[r["data_seed"]]["valid_ood"]
+            for preds in r["predictions"].values():
+                pv = np.asarray(preds["valid"])
+                by_group = [mae(pv[gv == g], yv[gv == g]) for g in (0, 1)]
+                per["valid"].append(mae(pv, yv))
+                per["worst"].append(max(by_group))
+                per["mean"].append(float(np.mean(by_group)))
+                per["valid_ood"].append(mae(np.asarray(preds["valid_ood"]), yo))
+        rows[name] = {k: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for k, v in per.items()}
+    p = params_with(base)
+    n = p.data.synth.n_clips
+    print(f"selection: data seeds {args.data_seeds} x training seeds {p.train.seeds}; valid {n['valid']} clips, valid_ood {n['valid_ood']}")
+    print("(validation groups: the clips whose shortcut modality is flipped against the label, and the rest)")
+    print(f"{'candidate':<26}{'valid MAE':>18}{'worst group':>18}{'group mean':>18}{'valid_ood MAE':>18}")
+    for name, row in sorted(rows.items(), key=lambda kv: kv[1]["worst"][0]):
+        print(f"{name:<26}" + "".join(f"{row[k][0]:>11.4f} +-{row[k][1]:.3f}" for k in ("valid", "worst", "mean", "valid_ood")))
+    print("(mean over data seeds x training seeds, +- its standard error; ranked on the worst validation group, the criterion)")
+    print(f"total time {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def hierarchical_ci(diff: dict[int, np.ndarray], rng: np.random.Generator, n: int = BOOTSTRAP) -> tuple[float, float, float]:
+    """Mean of per-clip paired differences (each [clips], averaged over training seeds) over data seeds, and its
+    95% interval: data seeds resampled (outer), then clips within each (inner)."""
+    seeds = list(diff)
+    point = float(np.mean([diff[s].mean() for s in seeds]))
+    means = np.empty(n)
+    for b in range(n):
+        picked = rng.choice(seeds, len(seeds), replace=True)
+        means[b] = np.mean([diff[s][rng.integers(0, diff[s].size, diff[s].size)].mean() for s in picked])
+    return point, float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def report(args: argparse.Namespace) -> None:
-    from misr.data.synth import generate
-    from misr.msa.metrics import msa_metrics
+    """Every entry with params.yaml's settings on the report data seeds; test read once, at the end."""
+    started = time.perf_counter()
+    base_params = params_with(args.overrides)
+    cue_modality = base_params.data.synth.shortcut.modality
+    base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
+    used = set(SELECTION_SEEDS) | {base_params.data.synth.seed}
+    if used & set(args.data_seeds):
+        raise MisrError(f"data seeds {sorted(used & set(args.data_seeds))} chose settings; report on others")
+    splits = ("valid", "test", "reversed:test")
+    entries = {name: ENTRIES[name] for name in args.models}
+    jobs = [
+        (name, [*base, *(x.format(cue=cue_modality) for x in extra)], seed, splits)
+        for name, extra in entries.items()
+        for seed in args.data_seeds
+    ]
+    results = run_jobs(jobs, args.cache, args.workers)
+    base_params_run = params_with(base)
+    truth = {seed: split_truth(seed, base, "test") for seed in args.data_seeds}
+    valid_truth = {seed: split_truth(seed, base, "valid") for seed in args.data_seeds}
+    # per entry and data seed: predictions [training seeds, clips]
+    preds = {
+        (r["name"], r["data_seed"]): {k: np.stack([np.asarray(p[k]) for p in r["predictions"].values()]) for k in splits} for r in results
+    }
+    reversed_cue = {}
+    for seed in args.data_seeds:  # the reversed store negates the cue: its change per clip is 2|cue|
+        p = params_with([*base, f"data.synth.seed={seed}"])
+        from misr.data.synth import generate
+        from misr.store import FeatureStore
 
-    base = params_with(args.overrides)
-    if args.data_seed == base.data.synth.seed:
-        raise MisrError(f"--data-seed {args.data_seed} is data.synth.seed, the data the settings were chosen on", hint="pick another")
-    seeds = args.seeds
-    synth_override = [f"data.synth.seed={args.data_seed}", f"train.seeds={seeds}"]
-    results: dict[str, dict[int, dict[str, np.ndarray]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        store, reversed_store, muted_store = Path(tmp) / "store", Path(tmp) / "reversed", Path(tmp) / "muted"
-        cfg = params_with(args.overrides + synth_override).data.synth
-        oracle = generate(cfg, store)
-        generate(cfg, reversed_store, cue="reversed")
-        if REFERENCE in args.models:
-            generate(cfg, muted_store, cue="muted")
-        y = {split: labels_of(store, split) for split in ("valid", "test")}
-        cue = {
-            "original": _cue_labels(store, cfg.shortcut.modality),
-            "reversed": _cue_labels(reversed_store, cfg.shortcut.modality),
-        }
-        for name in args.models:
-            p = params_with(args.overrides + synth_override + [f"model.name={'late_fusion' if name == REFERENCE else name}"])
-            kept = Path(args.keep) / f"{name}.json" if args.keep else None
-            settings = {
-                "model": p.model.model_dump(mode="json"),
-                "train": p.train.model_dump(mode="json"),
-                "synth": cfg.model_dump(mode="json"),
-            }
-            if kept is not None and kept.exists() and json.loads(kept.read_text())["settings"] == settings:
-                log(f"report: {name}: predictions of {kept} (same settings)")
-                saved = json.loads(kept.read_text())["predictions"]
-                results[name] = {int(s): {k: np.array(v) for k, v in per.items()} for s, per in saved.items()}
-                continue
-            log(f"report: {name}")
-            if name == REFERENCE:  # trained and scored where the cue modality carries no sentiment
-                splits = {"valid": muted_store, "test": muted_store, "reversed:test": muted_store}
-                results[name] = train_and_predict(p, muted_store, Path(tmp) / name, splits)
-            else:
-                splits = {"valid": store, "test": store, "reversed:test": reversed_store}
-                results[name] = train_and_predict(p, store, Path(tmp) / name, splits)
-            if kept is not None:
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                predictions = {str(s): {k: v.tolist() for k, v in per.items()} for s, per in results[name].items()}
-                kept.write_text(json.dumps({"settings": settings, "predictions": predictions}))
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(p.data.synth, Path(tmp) / "s")
+            generate(p.data.synth, Path(tmp) / "r", cue="reversed")
+            a = FeatureStore(Path(tmp) / "s").load_split("test", as_torch=False).unimodal_labels[cue_modality]
+            b = FeatureStore(Path(tmp) / "r").load_split("test", as_torch=False).unimodal_labels[cue_modality]
+        reversed_cue[seed] = float(np.abs(a - b).mean())
 
-    def stack(name: str, split: str) -> np.ndarray:
-        return np.stack([results[name][s][split] for s in seeds])  # [seeds, clips]
+    def per_clip_error(name: str, seed: int, split: str = "test") -> np.ndarray:
+        y = (truth if split == "test" else valid_truth)[seed][0]
+        return np.abs(preds[(name, seed)][split] - y[None]).mean(axis=0)  # [clips], averaged over training seeds
 
-    print(
-        f"shortcut benchmark: data seed {args.data_seed} (the settings were chosen on data seed {base.data.synth.seed}); "
-        f"{len(y['test'])} test clips; training seeds {seeds}"
-    )
-    print(
-        f"settings: params.yaml{' with ' + ' '.join(args.overrides) if args.overrides else ''}; "
-        f"model.environments {base.model.environments}, invariance {base.model.invariance.kind} "
-        f"weight {base.model.invariance.weight:g}, loss {base.model.loss.kind}, kl {base.model.kl.prior_weight:g}/"
-        f"{base.model.kl.pairwise_weight:g}, fusion {base.model.fusion}"
-    )
-    table: dict[str, dict[str, Any]] = {}
-    for name in results:
+    table = {}
+    for name in entries:
         row = {}
         for split in ("valid", "test"):
-            per = [msa_metrics(results[name][s][split], y[split], "mosi") for s in seeds]
-            for k in ("MAE", "Non0_acc_2", "Corr"):
-                values = np.array([m[k] for m in per])
-                row[f"{split}_{k}"] = (float(values.mean()), float(values.std()), values.tolist())
-        moved = np.abs(stack(name, "test") - stack(name, "reversed:test")).mean(axis=1)
-        per_unit = moved / np.abs(cue["original"] - cue["reversed"]).mean()
-        row["reliance"] = (float(per_unit.mean()), float(per_unit.std()), per_unit.tolist())
+            ys = truth if split == "test" else valid_truth
+            values = [mae(one, ys[s][0]) for s in args.data_seeds for one in preds[(name, s)][split]]
+            row[split] = (float(np.mean(values)), float(np.std(values)))
+        for g, label in ((1, "flipped"), (0, "not flipped")):
+            values = [float(per_clip_error(name, s)[truth[s][1] == g].mean()) for s in args.data_seeds]
+            row[label] = (float(np.mean(values)), float(np.std(values)))
+        moved = [np.abs(preds[(name, s)]["test"] - preds[(name, s)]["reversed:test"]).mean() / reversed_cue[s] for s in args.data_seeds]
+        row["reliance"] = (float(np.mean(moved)), float(np.std(moved)))
         table[name] = row
-
-    print("\nvalidation (the training distribution), mean +- std over seeds")
-    print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}")
-    for name, row in table.items():
-        print(
-            f"{name:<20}" + "".join(f"{row[f'valid_{k}'][0]:>11.4f} +- {row[f'valid_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
-        )
-    print("\ntest (60% of clips with the cue reversed), read once; mean +- std over seeds")
-    print(f"{'model':<20}{'MAE':>18}{'Non0_acc_2':>18}{'Corr':>18}{'reliance':>18}")
-    for name, row in table.items():
-        print(
-            f"{name:<20}"
-            + "".join(f"{row[f'test_{k}'][0]:>11.4f} +- {row[f'test_{k}'][1]:.3f}" for k in ("MAE", "Non0_acc_2", "Corr"))
-            + f"{row['reliance'][0]:>11.4f} +- {row['reliance'][1]:.3f}"
-        )
-    ceil = oracle["ceilings"]["test"]
     print(
-        f"{'oracle (test-aware Bayes)':<27}MAE {ceil['MAE']['bayes']:.4f}   "
-        f"ERM ceiling (Bayes of the training distribution) MAE {ceil['MAE']['erm']:.4f}"
+        f"shortcut benchmark, powered protocol: report data seeds {args.data_seeds} (settings chosen on {SELECTION_SEEDS}), "
+        f"training seeds {base_params_run.train.seeds}; {len(truth[args.data_seeds[0]][0])} test clips per data seed"
     )
-
-    verdicts = []
+    print("\nmean +- std over data seeds x training seeds (MAE), over data seeds (groups, reliance); valid first, test read once")
+    print(f"{'model':<16}{'valid MAE':>17}{'test MAE':>17}{'test flipped':>17}{'test not flipped':>18}{'reliance':>17}")
+    for name, row in table.items():
+        cells = [row[k] for k in ("valid", "test", "flipped", "not flipped", "reliance")]
+        print(f"{name:<16}" + "".join(f"{m:>10.4f} +-{sd:.3f}" for m, sd in cells))
+    rng = np.random.default_rng(0)
+    verdicts: list[tuple[str, bool]] = []
     if "misr" in table:
-        rng = np.random.default_rng(0)
-        print("\npaired test MAE difference MISR - baseline (negative: MISR better): mean over seeds, bootstrap 95% CI over clips")
-        mine = stack("misr", "test")
+        print("\npaired test MAE difference, MISR - other (negative: MISR better): mean, hierarchical bootstrap 95% CI")
+        print("(data seeds resampled, then clips within each)")
         for other in (n for n in table if n != "misr"):
-            theirs = stack(other, "test")
-            d, lo, hi = bootstrap_ci(mine, theirs, y["test"], rng)
-            wins = int(sum(mae(mine[i], y["test"]) < mae(theirs[i], y["test"]) for i in range(len(seeds))))
-            print(f"  misr - {other:<19} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]   MISR better in {wins}/{len(seeds)} seeds")
-            if other in ("late_fusion", "misr_no_inv"):
-                verdicts.append((f"MISR beats {other} in every seed, CI excludes 0", wins == len(seeds) and hi < 0))
-            if other in ("misr_no_dist", "misr_z_env"):  # (late_fusion_no_cue is a reference: no target)
-                verdicts.append((f"{other} has a worse mean test MAE than MISR", d < 0))
-        if "late_fusion" in table:
-            lf, me = table["late_fusion"]["test_MAE"][0], table["misr"]["test_MAE"][0]
-            closed = (lf - me) / (lf - ceil["MAE"]["bayes"])
-            print(f"\nshare of the late_fusion -> oracle test-MAE gap MISR closes: {closed:.2f}")
-            verdicts.append(("MISR closes >= half of the gap to the oracle", closed >= 0.5))
-            ratio = table["misr"]["reliance"][0] / table["late_fusion"]["reliance"][0]
-            print(f"reliance on the shortcut modality, MISR / late_fusion: {ratio:.2f}")
-            verdicts.append(("MISR's reliance <= half of late_fusion's", ratio <= 0.5))
-            gap = table["misr"]["valid_MAE"][0] - table["late_fusion"]["valid_MAE"][0]
-            print(f"valid MAE, MISR - late_fusion: {gap:+.4f}")
-            verdicts.append(("MISR's valid MAE within 0.02 of late_fusion's", gap <= 0.02))
-        print("\ntargets (issue 10; step time: benchmarks/train_speed.py)")
+            d, lo, hi = hierarchical_ci({s: per_clip_error("misr", s) - per_clip_error(other, s) for s in args.data_seeds}, rng)
+            print(f"  misr - {other:<14} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]")
+            if other == "late_fusion":
+                verdicts.append(("MISR (label groups) beats late fusion, CI excludes 0", hi < 0))
+            if other in ("misr_no_inv", "misr_no_dist", "misr_pooled"):
+                verdicts.append((f"{other} is worse than MISR (CI above 0 for it)", hi < 0))
+        if "misr_inferred" in table and "late_fusion" in table:
+            d, lo, hi = hierarchical_ci(
+                {s: per_clip_error("misr_inferred", s) - per_clip_error("late_fusion", s) for s in args.data_seeds}, rng
+            )
+            print(f"  misr_inferred - late_fusion {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]")
+            verdicts.append(("MISR with inferred groups beats late fusion, CI excludes 0", hi < 0))
+    if {"misr", "late_fusion", "known_groups"} <= set(table):
+        shares = []
+        for s in args.data_seeds:
+            lf, kg, me = (float(per_clip_error(n, s).mean()) for n in ("late_fusion", "known_groups", "misr"))
+            shares.append((lf - me) / (lf - kg) if lf - kg > 0 else float("nan"))
+        h = [float(per_clip_error("late_fusion", s).mean() - per_clip_error("known_groups", s).mean()) for s in args.data_seeds]
+        print(f"\nheadroom H = MAE(late_fusion) - MAE(known_groups) per data seed: {', '.join(f'{x:+.4f}' for x in h)}")
+        print(f"share of H MISR closes per data seed: {', '.join(f'{x:.2f}' for x in shares)}; mean {np.nanmean(shares):.2f}")
+        verdicts.append(("MISR closes >= 50% of H, averaged over data seeds", np.nanmean(shares) >= 0.5))
+        lf_f, kg_f, me_f = (table[n]["flipped"][0] for n in ("late_fusion", "known_groups", "misr"))
+        print(f"flipped group: late fusion {lf_f:.4f}, known groups {kg_f:.4f}, MISR {me_f:.4f}")
+        verdicts.append(
+            ("on the flipped group MISR gains >= half of late fusion's gap to the known groups", lf_f - me_f >= 0.5 * (lf_f - kg_f))
+        )
+    if {"misr", "late_fusion"} <= set(table):
+        ratio = table["misr"]["reliance"][0] / table["late_fusion"]["reliance"][0]
+        print(f"reliance on the cue, MISR / late fusion: {ratio:.2f}")
+        verdicts.append(("MISR's reliance <= 0.5x late fusion's", ratio <= 0.5))
+        gap = table["misr"]["valid"][0] - table["late_fusion"]["valid"][0]
+        print(f"in-distribution valid MAE, MISR - late fusion: {gap:+.4f}")
+        verdicts.append(("MISR's valid MAE <= late fusion's + 0.03", gap <= 0.03))
+    if verdicts:
+        print("\ntargets (step time: benchmarks/train_speed.py)")
         for text, ok in verdicts:
             print(f"  {'met    ' if ok else 'NOT met'}  {text}")
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s (trainings read from the cache count as done)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"data_seed": args.data_seed, "seeds": seeds, "table": table, "ceilings": ceil}, indent=2))
-
-
-def _cue_labels(store: Path, modality: str) -> np.ndarray:
-    from misr.store import FeatureStore
-
-    return FeatureStore(store).load_split("test").unimodal_labels[modality].numpy().astype(np.float64)
+        Path(args.json).write_text(json.dumps({"data_seeds": args.data_seeds, "table": table}, indent=2) + "\n")
 
 
 def main() -> None:
@@ -410,18 +526,22 @@ def main() -> None:
     s.add_argument("--only", nargs="+", choices=list(SEARCH), help="these settings only")
     s.add_argument("--again", action="store_true", help="run settings that already have an experiment anew")
     sub.add_parser("choose", help="every experiment, ranked on valid_ood MAE per model")
-    s = sub.add_parser("report", help="params.yaml's settings on a fresh data seed; test read once")
-    s.add_argument("--data-seed", type=int, default=2027)
-    s.add_argument("--seeds", nargs="+", type=int, default=REPORT_SEEDS)
-    s.add_argument("--models", nargs="+", default=MODELS + [REFERENCE], choices=MODELS + [REFERENCE])
-    s.add_argument("--json", default=None, help="also write the raw numbers here")
-    s.add_argument("--keep", default=None, help="keep each model's predictions in this folder; a rerun with the same settings reuses them")
+    s = sub.add_parser("protocol-select", help="the candidates of CANDIDATES on the selection data seeds (never test)")
+    s.add_argument("--data-seeds", nargs="+", type=int, default=SELECTION_SEEDS)
+    s = sub.add_parser("report", help="params.yaml's settings on the report data seeds; test read once")
+    s.add_argument("--data-seeds", nargs="+", type=int, default=REPORT_DATA_SEEDS)
+    s.add_argument("--models", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
+    for s in (sub.choices["protocol-select"], sub.choices["report"]):
+        s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="training processes side by side (one thread each)")
+        s.add_argument("--cache", default=str(REPO / ".quality-runs"), help="where each job's predictions are kept")
+        s.add_argument("--json", default=None, help="also write the numbers here")
     for p in sub.choices.values():
         p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override, repeatable")
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        {"select": select, "search": search, "choose": choose, "report": report}[args.command](args)
+        commands = {"select": select, "search": search, "choose": choose, "protocol-select": protocol_select, "report": report}
+        commands[args.command](args)
 
 
 if __name__ == "__main__":
