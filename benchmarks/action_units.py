@@ -43,6 +43,7 @@ from misr.store import FeatureStore  # noqa: E402
 
 QUANTILES_TRIED = (0.05, 0.10, 0.25, 0.5)
 NAMES = [a[0] for a in AU_TABLE]
+EYES = np.array([n in person.EYE_AUS for n in NAMES])
 
 
 def speakers(dirs: list[Path]) -> None:
@@ -60,16 +61,17 @@ def speakers(dirs: list[Path]) -> None:
     groups = {"all": halves, "GRID (.mpg)": [h for h in halves if h[0].endswith(".mpg")]}
     groups["the others"] = [h for h in halves if not h[0].endswith(".mpg")]
     for q in QUANTILES_TRIED:
-        print(f"neutral level: the {q:g} quantile of each speaker's second half (baseline from the first half, same quantile)")
+        print(f"neutral level: the {q:g} quantile of each speaker's second half (the eyes: the median); baseline from the first half")
         print(f"  {'speakers':<12} {'raw':>6} {'relative':>8} {'ratio':>6}   per action unit, raw / relative")
         for name, rows in groups.items():
             if len(rows) < 2:
                 continue
             raw, rel = [], []
+            level = np.where(EYES, 0.5, q)  # the eyes' neutral level is their median (an open eye), as in the view
             for _, first, second in rows:
                 base = np.stack([np.quantile(first, q, axis=0), np.quantile(first, 0.5, axis=0)])[None]
-                raw.append(np.quantile(second, q, axis=0))
-                rel.append(np.quantile(person.relative(second[None], base)[0], q, axis=0))
+                raw.append(np.diag(np.quantile(second, level, axis=0)))
+                rel.append(np.diag(np.quantile(person.relative(second[None], base)[0], level, axis=0)))
             s_raw, s_rel = np.std(raw, axis=0), np.std(rel, axis=0)
             ratio = s_raw.mean() / max(s_rel.mean(), 1e-9)
             cells = " ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(s_raw, s_rel, strict=True))
