@@ -306,6 +306,22 @@ def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tm
     assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history)
 
 
+def train_on_shortcut(tmp_path, n_valid: int, *extra: str) -> dict:
+    """One seed (5) on a 400-clip shortcut store, groups environments after 2 warm-up epochs; the summary."""
+    from misr.data.synth import generate
+
+    p = tiny_params(
+        "data.synth.scenario=shortcut",
+        f"data.synth.n_clips={{train: 400, valid: {n_valid}, valid_ood: 16, test: 16}}",
+        "model.environments=groups",
+        "model.invariance.warmup_epochs=2",
+        "train.seeds=[5]",
+        *extra,
+    )
+    generate(p.data.synth, tmp_path / "store")
+    return train(p, tmp_path / "store", tmp_path / "m")
+
+
 @pytest.mark.slow
 def test_checkpoints_chosen_on_the_worst_validation_group_and_reported_by_evaluate(tmp_path):
     """train.select_on worst_group_mae: the chosen epoch is the one whose worst validation group is best; the
@@ -314,22 +330,10 @@ def test_checkpoints_chosen_on_the_worst_validation_group_and_reported_by_evalua
     import numpy as np
 
     from misr.config import EvaluateConfig
-    from misr.data.synth import generate
     from misr.evaluation.scoring import score_model
     from misr.store import FeatureStore
 
-    p = tiny_params(
-        "data.synth.scenario=shortcut",
-        "data.synth.n_clips={train: 400, valid: 120, valid_ood: 16, test: 16}",
-        "model.environments=groups",
-        "model.invariance.warmup_epochs=2",
-        "train.epochs=6",
-        "train.patience=10",
-        "train.seeds=[5]",
-        "train.select_on=worst_group_mae",
-    )
-    generate(p.data.synth, tmp_path / "store")
-    summary = train(p, tmp_path / "store", tmp_path / "m")
+    summary = train_on_shortcut(tmp_path, 120, "train.epochs=6", "train.patience=10", "train.select_on=worst_group_mae")
     r = summary["seeds"]["5"]
     history = state_of(tmp_path / "m" / "seed-5" / "last.pt")["history"]
     eligible = [h for h in history if h["epoch"] >= 2]
@@ -357,7 +361,6 @@ def test_a_held_out_penalty_is_measured_on_clips_the_risk_never_fits(tmp_path):
 
     import numpy as np
 
-    from misr.data.synth import generate
     from misr.training.groups import balanced_rows, held_out_rows
 
     held = held_out_rows(400, 0.25, 5)
@@ -367,18 +370,7 @@ def test_a_held_out_penalty_is_measured_on_clips_the_risk_never_fits(tmp_path):
     drawn = balanced_rows(held, groups, 32, 5, 3, 0)
     assert set(drawn) <= set(held) and (groups[drawn] == 1).sum() == (groups[drawn] == 0).sum() == 16
 
-    p = tiny_params(
-        "data.synth.scenario=shortcut",
-        "data.synth.n_clips={train: 400, valid: 64, valid_ood: 16, test: 16}",
-        "model.environments=groups",
-        "model.invariance.warmup_epochs=2",
-        "model.invariance.penalty_on=held_out",
-        "train.epochs=4",
-        "train.batch_size=32",
-        "train.seeds=[5]",
-    )
-    generate(p.data.synth, tmp_path / "store")
-    summary = train(p, tmp_path / "store", tmp_path / "m")
+    summary = train_on_shortcut(tmp_path, 64, "model.invariance.penalty_on=held_out", "train.epochs=4", "train.batch_size=32")
     r = summary["seeds"]["5"]
     assert r["steps"] == r["epochs_run"] * math.ceil(300 / 32)  # the 100 held-out clips are in no risk batch
     penalty = (tmp_path / "m" / "dvclive" / "seed-5" / "plots" / "metrics" / "train" / "invariance.tsv").read_text().splitlines()
