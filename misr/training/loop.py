@@ -250,9 +250,9 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         step_ms=1000.0 * step_seconds / max(1, steps_done),
         data_ms=1000.0 * data_seconds / max(1, steps_done),
         environments=state.partition,
-        selected_on=tc.select_on,
+        selected_on=tc.select_on if state.valid_groups or tc.select_on == "mae" else "mae (valid has no groups)",
         best_valid_score=float(state.best_score),
-        valid_groups=state.valid_groups,
+        valid_groups=state.valid_groups or None,
     )
 
 
@@ -274,13 +274,15 @@ def validate(run: Run, job: SeedJob, batches: Batches, epoch: int) -> dict[str, 
         trained_on = state.partition["name"] if state.partition else None
         try:
             chosen = validation_partition(job.model, batches, tc.batch_size, trained_on, run.settings.model.loss, run.settings.model.groups)
-        except MisrError:
-            if tc.select_on != "mae":
-                raise
+        except MisrError as exc:
+            if tc.select_on != "mae" and run.dist.main:
+                warnings.warn(
+                    f"train.select_on {tc.select_on}: {exc.message}; the checkpoint is chosen on the pooled validation MAE", stacklevel=2
+                )
             chosen = None
-        if chosen is not None:
-            state.valid_groups = {"name": chosen.name, "source": chosen.source, "group": chosen.group}
-    if state.valid_groups is not None:
+        # an empty record says the rule found no groups on valid: selection falls back to the pooled MAE
+        state.valid_groups = {"name": chosen.name, "source": chosen.source, "group": chosen.group} if chosen else {}
+    if state.valid_groups:
         valid.update(group_maes(preds, labels, np.asarray(state.valid_groups["group"])))
     return valid
 
@@ -405,7 +407,7 @@ def validate_and_checkpoint(
     tc, state = run.settings.train, job.state
     state.history.append(record)
     eligible = epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1)  # the last epoch always is
-    measure = valid[SELECTION_METRIC[tc.select_on]] if eligible else math.inf
+    measure = valid.get(SELECTION_METRIC[tc.select_on], valid["MAE"]) if eligible else math.inf  # no groups: the pooled MAE
     improved = eligible and measure < state.best_score - 1e-12
     if improved:
         state.best_score, state.best_mae, state.best_epoch, state.bad_epochs = measure, valid["MAE"], epoch, 0

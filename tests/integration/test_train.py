@@ -293,14 +293,14 @@ def test_groups_environments_are_inferred_after_the_warm_up_and_kept_for_a_resum
 
 def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tmp_path):
     """The valid split has the training distribution: choosing among warm-up (ERM) epochs would undo the penalty."""
-    p = tiny_params("train.epochs=5", "model.invariance.warmup_epochs=3", "model.invariance.schedule=step")
+    p = tiny_params("train.epochs=5", "model.invariance.warmup_epochs=3", "model.invariance.schedule=step", "train.select_on=mae")
     summary = train(p, store, tmp_path / "misr")
     history = state_of(tmp_path / "misr" / "seed-7" / "last.pt")["history"]
     chosen = summary["seeds"]["7"]["best_epoch"]
     assert chosen >= 3 and history[chosen]["penalty_weight"] == p.model.invariance.weight
     assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history if h["epoch"] >= 3)
     # without the penalty every epoch counts
-    q = tiny_params("train.epochs=5", "model.name=misr_no_inv")
+    q = tiny_params("train.epochs=5", "model.name=misr_no_inv", "train.select_on=mae")
     summary = train(q, store, tmp_path / "no_inv")
     history = state_of(tmp_path / "no_inv" / "seed-7" / "last.pt")["history"]
     assert summary["seeds"]["7"]["best_valid_mae"] == min(h["valid_MAE"] for h in history)
