@@ -15,7 +15,7 @@ CANDIDATES on the selection data seeds (worst validation group; test never loade
 ENTRIES on report data seeds that chose nothing, test read once, with hierarchical bootstrap CIs (data
 seeds, then clips), per-group test MAE, the headroom H = MAE(late_fusion) - MAE(known_groups) and the
 share of it MISR closes, and the targets. Jobs run side by side, one thread each; their predictions are
-kept in .quality-runs/ under a hash of their settings.
+kept in .quality-runs/ under a hash of their settings and of misr's code.
 
 Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
 negated (the counterfactual store of `generate(..., cue="reversed")`: same clips, same noise, only that
@@ -285,7 +285,8 @@ def job_key(name: str, overrides: list[str], data_seed: int, splits: tuple[str, 
         "train": p.train.model_dump(mode="json"),
         "synth": p.data.synth.model_dump(mode="json"),
     }
-    return f"{name.replace(' ', '_')}-{data_seed}-{stable_hash({'settings': settings, 'splits': splits})[:12]}"
+    code = stable_hash({str(f.relative_to(REPO)): f.read_text() for f in sorted((REPO / "misr").rglob("*.py"))})  # changed code: run again
+    return f"{name.replace(' ', '_')}-{data_seed}-{stable_hash({'settings': settings, 'splits': splits, 'code': code})[:12]}"
 
 
 def run_job(name: str, overrides: list[str], data_seed: int, splits: tuple[str, ...], cache: str) -> dict[str, Any]:
