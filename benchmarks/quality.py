@@ -321,7 +321,9 @@ def run_job(name: str, overrides: list[str], data_seed: int, splits: tuple[str, 
         },
     }
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(result))
+    partial = target.with_suffix(".part")
+    partial.write_text(json.dumps(result))
+    partial.replace(target)  # a run killed while writing leaves no half file to be read as done
     return result
 
 
