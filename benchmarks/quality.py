@@ -49,7 +49,7 @@ SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
 BOOTSTRAP = 2000
 
 # The settings tried, each a DVC experiment: name -> overrides of params.yaml. MISR starts from environments
-# that are groups of clips (issue 10, item 2), the penalty at full weight after 10 ERM epochs (the validation
+# that are groups of clips, the penalty at full weight after 10 ERM epochs (the validation
 # MAE of ERM levels off near epoch 10 on this data) and light distributional constraints; what is chosen is
 # the penalty's weight (lambda) and kind, the weight of the constraints, the environments and the fusion.
 MISR_BASE = {
@@ -255,7 +255,7 @@ SELECTION_SEEDS = [1111, 1112]
 REPORT_DATA_SEEDS = [2027, 2028, 2029, 2030, 2031]
 TRAINING_SEEDS = [1111, 1112, 1113]
 PROTOCOL_SPLITS = "data.synth.n_clips={train: 600, valid: 1000, valid_ood: 2000, test: 2000}"
-# item 3's choice, each chosen on the worst validation group (in-distribution valid, 1000 clips): the penalty
+# the invariance choices, each chosen on the worst validation group (in-distribution valid, 1000 clips): the penalty
 # on the clips the risk fits, on held-out clips, or no penalty; and the plain validation MAE for reference
 CANDIDATES: dict[str, list[str]] = {
     "misr (select on mae)": [],
@@ -349,29 +349,38 @@ def cue_groups(cue: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (np.sign(cue) * np.sign(y) < 0).astype(int)
 
 
-def split_truth(data_seed: int, overrides: list[str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the flipped indicator of one split of the data seed's store (regenerated: the same seed, the same data)."""
+def truth_of(data_seed: int, overrides: list[str], splits: tuple[str, ...], reversed_change: bool = False) -> dict[str, Any]:
+    """Per split, the labels and the flipped indicator of the data seed's store (regenerated: a seed gives the same
+    data); with `reversed_change`, also the mean change of the cue on test in the counterfactual store."""
     from misr.data.synth import generate
     from misr.store import FeatureStore
 
     p = params_with([*overrides, f"data.synth.seed={data_seed}"])
+    modality = p.data.synth.shortcut.modality
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         generate(p.data.synth, Path(tmp) / "s")
-        d = FeatureStore(Path(tmp) / "s").load_split(split, as_torch=False)
-    y = d.labels.astype(np.float64)
-    cue = d.unimodal_labels[p.data.synth.shortcut.modality].astype(np.float64)
-    return y, cue_groups(cue, y)
+        for split in splits:
+            d = FeatureStore(Path(tmp) / "s").load_split(split, as_torch=False)
+            y = d.labels.astype(np.float64)
+            out[split] = (y, cue_groups(d.unimodal_labels[modality].astype(np.float64), y))
+        if reversed_change:
+            generate(p.data.synth, Path(tmp) / "r", cue="reversed")
+            cue = FeatureStore(Path(tmp) / "s").load_split("test", as_torch=False).unimodal_labels[modality]
+            flipped = FeatureStore(Path(tmp) / "r").load_split("test", as_torch=False).unimodal_labels[modality]
+            out["reversed_change"] = float(np.abs(cue - flipped).mean())
+    return out
 
 
 def protocol_select(args: argparse.Namespace) -> None:
-    """Item 3's choice on the selection data seeds: each candidate's worst-group and group-mean validation MAE
+    """The invariance choices on the selection data seeds: each candidate's worst-group and group-mean validation MAE
     (in-distribution valid), and valid_ood MAE beside them; test is never loaded."""
     started = time.perf_counter()
     base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
     splits = ("valid", "valid_ood")
     jobs = [(name, [*base, *extra], seed, splits) for name, extra in CANDIDATES.items() for seed in args.data_seeds]
     results = run_jobs(jobs, args.cache, args.workers)
-    truth = {seed: {split: split_truth(seed, base, split) for split in splits} for seed in args.data_seeds}
+    truth = {seed: truth_of(seed, base, splits) for seed in args.data_seeds}
     rows = {}
     for name in CANDIDATES:
         per = {k: [] for k in ("valid", "worst", "mean", "valid_ood")}
@@ -428,24 +437,14 @@ def report(args: argparse.Namespace) -> None:
     ]
     results = run_jobs(jobs, args.cache, args.workers)
     base_params_run = params_with(base)
-    truth = {seed: split_truth(seed, base, "test") for seed in args.data_seeds}
-    valid_truth = {seed: split_truth(seed, base, "valid") for seed in args.data_seeds}
+    known = {seed: truth_of(seed, base, ("valid", "test"), reversed_change=True) for seed in args.data_seeds}
+    truth = {seed: known[seed]["test"] for seed in args.data_seeds}
+    valid_truth = {seed: known[seed]["valid"] for seed in args.data_seeds}
+    reversed_cue = {seed: known[seed]["reversed_change"] for seed in args.data_seeds}
     # per entry and data seed: predictions [training seeds, clips]
     preds = {
         (r["name"], r["data_seed"]): {k: np.stack([np.asarray(p[k]) for p in r["predictions"].values()]) for k in splits} for r in results
     }
-    reversed_cue = {}
-    for seed in args.data_seeds:  # the reversed store negates the cue: its change per clip is 2|cue|
-        p = params_with([*base, f"data.synth.seed={seed}"])
-        from misr.data.synth import generate
-        from misr.store import FeatureStore
-
-        with tempfile.TemporaryDirectory() as tmp:
-            generate(p.data.synth, Path(tmp) / "s")
-            generate(p.data.synth, Path(tmp) / "r", cue="reversed")
-            a = FeatureStore(Path(tmp) / "s").load_split("test", as_torch=False).unimodal_labels[cue_modality]
-            b = FeatureStore(Path(tmp) / "r").load_split("test", as_torch=False).unimodal_labels[cue_modality]
-        reversed_cue[seed] = float(np.abs(a - b).mean())
 
     def per_clip_error(name: str, seed: int, split: str = "test") -> np.ndarray:
         y = (truth if split == "test" else valid_truth)[seed][0]
