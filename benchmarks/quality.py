@@ -14,8 +14,10 @@ label's sign in ~90% of train and valid clips and the reversed sign in ~60% of v
 CANDIDATES on the selection data seeds (worst validation group; test never loaded), then every entry of
 ENTRIES on report data seeds that chose nothing, test read once, with hierarchical bootstrap CIs (data
 seeds, then clips), per-group test MAE, the headroom H = MAE(late_fusion) - MAE(known_groups) and the
-share of it MISR closes, and the targets. Jobs run side by side, one thread each; their predictions are
-kept in .quality-runs/ under a hash of their settings and of misr's code.
+share of it MISR closes, and the targets. Both run on misr.compare (the library of `misr compare`): its
+training jobs side by side, one thread each, each seed kept in .quality-runs/runs/ under a hash of its
+settings, its store (generated once into .quality-runs/stores/) and misr's code; `report` is a comparison
+(valid, then test read once, hierarchical intervals) to which the shortcut's own measures are added.
 
 Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
 negated (the counterfactual store of `generate(..., cue="reversed")`: same clips, same noise, only that
@@ -46,7 +48,6 @@ from misr.errors import MisrError  # noqa: E402
 
 PIPELINE = "benchmarks/quality/dvc.yaml"
 SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
-BOOTSTRAP = 2000
 
 # The settings tried, each a DVC experiment: name -> overrides of params.yaml. MISR starts from environments
 # that are groups of clips, the penalty at full weight after 10 ERM epochs (the validation
@@ -276,72 +277,41 @@ ENTRIES: dict[str, list[str]] = {
 }
 
 
-def job_key(name: str, overrides: list[str], data_seed: int, splits: tuple[str, ...]) -> str:
+def protocol_store(data_seed: int, overrides: list[str], cache: str, reversed_cue: bool = False) -> Path:
+    """The data seed's store (with `reversed_cue`, its counterfactual twin), generated once into the cache: a
+    comparison reuses trained seeds only while the store's files are the same ones."""
+    from misr.data.synth import generate
     from misr.util.hashing import stable_hash
 
-    p = params_with(overrides)
-    settings = {
-        "model": p.model.model_dump(mode="json"),
-        "train": p.train.model_dump(mode="json"),
-        "synth": p.data.synth.model_dump(mode="json"),
-    }
-    code = stable_hash({str(f.relative_to(REPO)): f.read_text() for f in sorted((REPO / "misr").rglob("*.py"))})  # changed code: run again
-    return f"{name.replace(' ', '_')}-{data_seed}-{stable_hash({'settings': settings, 'splits': splits, 'code': code})[:12]}"
+    p = params_with([*overrides, f"data.synth.seed={data_seed}"])
+    cue = "reversed" if reversed_cue else "kept"
+    folder = Path(cache) / "stores" / f"{data_seed}-{cue}-{stable_hash(p.data.synth.model_dump(mode='json'))[:12]}"
+    if not (folder / "clips.parquet").exists():
+        generate(p.data.synth, folder, cue=cue)
+    return folder
 
 
-def run_job(name: str, overrides: list[str], data_seed: int, splits: tuple[str, ...], cache: str) -> dict[str, Any]:
-    """Train one setting on one data seed (every training seed, one thread): predictions per split and the
-    training summary, kept in `cache` under a key of the settings (a rerun with the same ones reads it)."""
-    from misr.data.synth import generate
+def contenders_of(entries: dict[str, list[str]], base: list[str]) -> list[Any]:
+    """Each entry (name -> overrides of params.yaml) as a contender of misr.compare, labelled by its name."""
+    from misr.compare.contenders import MisrModel
+    from misr.msa.convention import MOSI
 
-    overrides = [*overrides, f"data.synth.seed={data_seed}", "train.threads=1"]
-    target = Path(cache) / f"{job_key(name, overrides, data_seed, splits)}.json"
-    if target.exists():
-        return json.loads(target.read_text())
-    p = params_with(overrides)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        store, reversed_store = Path(tmp) / "store", Path(tmp) / "reversed"
-        generate(p.data.synth, store)
-        where = {split: store for split in splits if not split.startswith("reversed:")}
-        if any(split.startswith("reversed:") for split in splits):
-            generate(p.data.synth, reversed_store, cue="reversed")
-            where.update({split: reversed_store for split in splits if split.startswith("reversed:")})
-        preds = train_and_predict(p, store, Path(tmp) / "model", where)
-        summary = json.loads((Path(tmp) / "model" / "summary.json").read_text())
-    result = {
-        "name": name,
-        "data_seed": data_seed,
-        "overrides": overrides,
-        "seconds": time.perf_counter() - started,
-        "predictions": {str(s): {k: v.tolist() for k, v in per.items()} for s, per in preds.items()},
-        "summary": {
-            s: {k: r.get(k) for k in ("best_epoch", "best_valid_mae", "best_valid_score", "valid_groups", "environments")}
-            for s, r in summary["seeds"].items()
-        },
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    partial.write_text(json.dumps(result))
-    partial.replace(target)  # a run killed while writing leaves no half file to be read as done
-    return result
-
-
-def run_jobs(jobs: list[tuple[str, list[str], int, tuple[str, ...]]], cache: str, workers: int) -> list[dict[str, Any]]:
-    """The jobs in `workers` processes of one thread each (several trainings on shared cores otherwise thrash)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    started = time.perf_counter()
-    log(f"{len(jobs)} job(s) ({len(TRAINING_SEEDS)} training seeds each) on {workers} process(es) of one thread; results kept in {cache}")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, *job, cache) for job in jobs]
-        out = []
-        for i, future in enumerate(futures):
-            out.append(future.result())
-            r, elapsed = out[-1], time.perf_counter() - started
-            log(f"  {i + 1}/{len(jobs)} done: {r['name']} on data seed {r['data_seed']} ({r['seconds']:.0f} s), {elapsed:.0f} s so far")
+    out = []
+    for name, extra in entries.items():
+        p = params_with([*base, *extra])
+        out.append(MisrModel(name, p.model, p.train, p.features, MOSI))
     return out
+
+
+def truth(store: Path, split: str, keys: list[str], modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the flipped indicator of a split's clips, in `keys`' order, from clips.parquet (no features read)."""
+    from misr.store import FeatureStore
+    from misr.store.schema import UNIMODAL_LABELS
+
+    rows = {r["clip_key"]: r for r in FeatureStore(store).clips().to_pylist() if r["split"] == split}
+    y = np.array([rows[k]["label"] for k in keys], dtype=np.float64)
+    cue = np.array([rows[k][UNIMODAL_LABELS[modality]] for k in keys], dtype=np.float64)
+    return y, cue_groups(cue, y)
 
 
 def cue_groups(cue: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -349,54 +319,39 @@ def cue_groups(cue: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (np.sign(cue) * np.sign(y) < 0).astype(int)
 
 
-def truth_of(data_seed: int, overrides: list[str], splits: tuple[str, ...], reversed_change: bool = False) -> dict[str, Any]:
-    """Per split, the labels and the flipped indicator of the data seed's store (regenerated: a seed gives the same
-    data); with `reversed_change`, also the mean change of the cue on test in the counterfactual store."""
-    from misr.data.synth import generate
-    from misr.store import FeatureStore
-
-    p = params_with([*overrides, f"data.synth.seed={data_seed}"])
-    modality = p.data.synth.shortcut.modality
-    out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(p.data.synth, Path(tmp) / "s")
-        for split in splits:
-            d = FeatureStore(Path(tmp) / "s").load_split(split, as_torch=False)
-            y = d.labels.astype(np.float64)
-            out[split] = (y, cue_groups(d.unimodal_labels[modality].astype(np.float64), y))
-        if reversed_change:
-            generate(p.data.synth, Path(tmp) / "r", cue="reversed")
-            cue = FeatureStore(Path(tmp) / "s").load_split("test", as_torch=False).unimodal_labels[modality]
-            flipped = FeatureStore(Path(tmp) / "r").load_split("test", as_torch=False).unimodal_labels[modality]
-            out["reversed_change"] = float(np.abs(cue - flipped).mean())
-    return out
-
-
 def protocol_select(args: argparse.Namespace) -> None:
     """The invariance choices on the selection data seeds: each candidate's worst-group and group-mean validation MAE
-    (in-distribution valid), and valid_ood MAE beside them; test is never loaded."""
+    (in-distribution valid), and valid_ood MAE beside them; test is never loaded (misr.compare's training jobs
+    only: they train and predict valid; valid_ood is predicted here)."""
+    from misr.compare.comparison import jobs_for, run_jobs
+    from misr.store import FeatureStore
+
     started = time.perf_counter()
     base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
-    splits = ("valid", "valid_ood")
-    jobs = [(name, [*base, *extra], seed, splits) for name, extra in CANDIDATES.items() for seed in args.data_seeds]
-    results = run_jobs(jobs, args.cache, args.workers)
-    truth = {seed: truth_of(seed, base, splits) for seed in args.data_seeds}
+    modality = params_with(base).data.synth.shortcut.modality
+    contenders = contenders_of(CANDIDATES, base)
+    stores = {seed: protocol_store(seed, base, args.cache) for seed in args.data_seeds}
+    jobs = jobs_for(list(stores.values()), contenders, TRAINING_SEEDS, Path(args.cache) / "runs", 1)
+    results = run_jobs(jobs, args.workers, log)
     rows = {}
-    for name in CANDIDATES:
+    ood = {seed: FeatureStore(store).load_split("valid_ood") for seed, store in stores.items()}
+    for c in contenders:
         per = {k: [] for k in ("valid", "worst", "mean", "valid_ood")}
-        for r in (r for r in results if r["name"] == name):
-            (yv, gv), (yo, _) = truth[r["data_seed"]]["valid"], truth[r["data_seed"]]["valid_ood"]
-            for preds in r["predictions"].values():
-                pv = np.asarray(preds["valid"])
-                by_group = [mae(pv[gv == g], yv[gv == g]) for g in (0, 1)]
-                per["valid"].append(mae(pv, yv))
-                per["worst"].append(max(by_group))
-                per["mean"].append(float(np.mean(by_group)))
-                per["valid_ood"].append(mae(np.asarray(preds["valid_ood"]), yo))
-        rows[name] = {k: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for k, v in per.items()}
-    p = params_with(base)
-    n = p.data.synth.n_clips
-    print(f"selection: data seeds {args.data_seeds} x training seeds {p.train.seeds}; valid {n['valid']} clips, valid_ood {n['valid_ood']}")
+        for job, r in ((j, r) for j, r in zip(jobs, results, strict=True) if j.contender is c):
+            seed = next(s for s, st in stores.items() if st == job.store)
+            yv, gv = truth(job.store, "valid", r["clip_keys"], modality)
+            pv = np.asarray(r["valid"])
+            by_group = [mae(pv[gv == g], yv[gv == g]) for g in (0, 1)]
+            per["valid"].append(mae(pv, yv))
+            per["worst"].append(max(by_group))
+            per["mean"].append(float(np.mean(by_group)))
+            po = c.predict(job.store, job.folder, job.seed, ood[seed])
+            per["valid_ood"].append(mae(po, ood[seed].labels.numpy().astype(np.float64)))
+        rows[c.label] = {k: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for k, v in per.items()}
+    n = params_with(base).data.synth.n_clips
+    print(
+        f"selection: data seeds {args.data_seeds} x training seeds {TRAINING_SEEDS}; valid {n['valid']} clips, valid_ood {n['valid_ood']}"
+    )
     print("(validation groups: the clips whose shortcut modality is flipped against the label, and the rest)")
     print(f"{'candidate':<26}{'valid MAE':>18}{'worst group':>18}{'group mean':>18}{'valid_ood MAE':>18}")
     for name, row in sorted(rows.items(), key=lambda kv: kv[1]["worst"][0]):
@@ -407,95 +362,91 @@ def protocol_select(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 
 
-def hierarchical_ci(diff: dict[int, np.ndarray], rng: np.random.Generator, n: int = BOOTSTRAP) -> tuple[float, float, float]:
-    """Mean of per-clip paired differences (each [clips], averaged over training seeds) over data seeds, and its
-    95% interval: data seeds resampled (outer), then clips within each (inner)."""
-    seeds = list(diff)
-    point = float(np.mean([diff[s].mean() for s in seeds]))
-    means = np.empty(n)
-    for b in range(n):
-        picked = rng.choice(seeds, len(seeds), replace=True)
-        means[b] = np.mean([diff[s][rng.integers(0, diff[s].size, diff[s].size)].mean() for s in picked])
-    return point, float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def report(args: argparse.Namespace) -> None:
-    """Every entry with params.yaml's settings on the report data seeds; test read once, at the end."""
+    """Every entry with params.yaml's settings on the report data seeds, through misr.compare (trained seeds chosen
+    on valid, test read once, hierarchical intervals); the shortcut's own measures (groups, reliance, the headroom)
+    are added here from the same predictions."""
+    from misr.compare.comparison import compare
+    from misr.compare.report import summarise
+    from misr.msa.convention import MOSI
+    from misr.store import FeatureStore
+
     started = time.perf_counter()
     base_params = params_with(args.overrides)
-    cue_modality = base_params.data.synth.shortcut.modality
+    modality = base_params.data.synth.shortcut.modality
     base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
     used = set(SELECTION_SEEDS) | {base_params.data.synth.seed}
     if used & set(args.data_seeds):
         raise MisrError(f"data seeds {sorted(used & set(args.data_seeds))} chose settings; report on others")
-    splits = ("valid", "test", "reversed:test")
-    entries = {name: ENTRIES[name] for name in args.models}
-    jobs = [
-        (name, [*base, *(x.format(cue=cue_modality) for x in extra)], seed, splits)
-        for name, extra in entries.items()
-        for seed in args.data_seeds
-    ]
-    results = run_jobs(jobs, args.cache, args.workers)
-    base_params_run = params_with(base)
-    known = {seed: truth_of(seed, base, ("valid", "test"), reversed_change=True) for seed in args.data_seeds}
-    truth = {seed: known[seed]["test"] for seed in args.data_seeds}
-    valid_truth = {seed: known[seed]["valid"] for seed in args.data_seeds}
-    reversed_cue = {seed: known[seed]["reversed_change"] for seed in args.data_seeds}
-    # per entry and data seed: predictions [training seeds, clips]
-    preds = {
-        (r["name"], r["data_seed"]): {k: np.stack([np.asarray(p[k]) for p in r["predictions"].values()]) for k in splits} for r in results
-    }
+    entries = {name: [x.format(cue=modality) for x in ENTRIES[name]] for name in args.models}
+    stores = [protocol_store(seed, base, args.cache) for seed in args.data_seeds]
+    twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
+    c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache) / "runs", args.workers, 1, "late_fusion", log)
+    names = list(entries)
+    against_lf = summarise(c, MOSI, "late_fusion") if "late_fusion" in names else None
+    against_misr = summarise(c, MOSI, "misr") if "misr" in names else None
+    # the shortcut's measures, per data seed: flipped groups of test, and the predictions on the counterfactual twin
+    groups, change, moved = [], [], {name: [] for name in names}
+    for s, store, twin in zip(c.stores, stores, twins, strict=True):
+        keys = s.clip_keys["test"]
+        groups.append(truth(store, "test", keys, modality)[1])
+        twin_test = FeatureStore(twin).load_split("test")  # the counterfactual store: not the test split of any choice
+        if list(twin_test.clip_keys) != keys:
+            raise MisrError(f"the counterfactual store {twin} holds other test clips than {store}")
+        change.append(float(np.abs(_cue(store, keys, modality) - _cue(twin, keys, modality)).mean()))
+        for name in names:
+            shifted = [c.contenders[name].predict(store, folder, seed, twin_test) for seed, folder in s.folders[name].items()]
+            now = [s.preds["test"][name][seed] for seed in s.folders[name]]
+            moved[name].append(float(np.mean([np.abs(a - b).mean() for a, b in zip(now, shifted, strict=True)])) / change[-1])
 
-    def per_clip_error(name: str, seed: int, split: str = "test") -> np.ndarray:
-        y = (truth if split == "test" else valid_truth)[seed][0]
-        return np.abs(preds[(name, seed)][split] - y[None]).mean(axis=0)  # [clips], averaged over training seeds
+    def per_clip_error(name: str, i: int) -> np.ndarray:
+        s = c.stores[i]
+        return np.mean([np.abs(p - s.labels["test"]) for p in s.preds["test"][name].values()], axis=0)
 
     table = {}
-    for name in entries:
-        row = {}
-        for split in ("valid", "test"):
-            ys = truth if split == "test" else valid_truth
-            values = [mae(one, ys[s][0]) for s in args.data_seeds for one in preds[(name, s)][split]]
-            row[split] = (float(np.mean(values)), float(np.std(values)))
+    for name in names:
+        row = {split: _mean_sd(c, split, name) for split in ("valid", "test")}
         for g, label in ((1, "flipped"), (0, "not flipped")):
-            values = [float(per_clip_error(name, s)[truth[s][1] == g].mean()) for s in args.data_seeds]
+            values = [float(per_clip_error(name, i)[groups[i] == g].mean()) for i in range(len(stores))]
             row[label] = (float(np.mean(values)), float(np.std(values)))
-        moved = [np.abs(preds[(name, s)]["test"] - preds[(name, s)]["reversed:test"]).mean() / reversed_cue[s] for s in args.data_seeds]
-        row["reliance"] = (float(np.mean(moved)), float(np.std(moved)))
+        row["reliance"] = (float(np.mean(moved[name])), float(np.std(moved[name])))
         table[name] = row
     print(
         f"shortcut benchmark, powered protocol: report data seeds {args.data_seeds} (settings chosen on {SELECTION_SEEDS}), "
-        f"training seeds {base_params_run.train.seeds}; {len(truth[args.data_seeds[0]][0])} test clips per data seed"
+        f"training seeds {TRAINING_SEEDS}; {len(c.stores[0].labels['test'])} test clips per data seed"
     )
     print("\nmean +- std over data seeds x training seeds (MAE), over data seeds (groups, reliance); valid first, test read once")
     print(f"{'model':<16}{'valid MAE':>17}{'test MAE':>17}{'test flipped':>17}{'test not flipped':>18}{'reliance':>17}")
     for name, row in table.items():
         cells = [row[k] for k in ("valid", "test", "flipped", "not flipped", "reliance")]
         print(f"{name:<16}" + "".join(f"{m:>10.4f} +-{sd:.3f}" for m, sd in cells))
-    rng = np.random.default_rng(0)
     verdicts: list[tuple[str, bool]] = []
-    if "misr" in table:
-        print("\npaired test MAE difference, MISR - other (negative: MISR better): mean, hierarchical bootstrap 95% CI")
-        print("(data seeds resampled, then clips within each)")
-        for other in (n for n in table if n != "misr"):
-            d, lo, hi = hierarchical_ci({s: per_clip_error("misr", s) - per_clip_error(other, s) for s in args.data_seeds}, rng)
-            print(f"  misr - {other:<14} {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]")
-            if other == "late_fusion":
-                verdicts.append(("MISR (label groups) beats late fusion, CI excludes 0", hi < 0))
-            if other in ("misr_no_inv", "misr_no_dist", "misr_pooled"):
-                verdicts.append((f"{other} is worse than MISR (CI above 0 for it)", hi < 0))
-        if "misr_inferred" in table and "late_fusion" in table:
-            d, lo, hi = hierarchical_ci(
-                {s: per_clip_error("misr_inferred", s) - per_clip_error("late_fusion", s) for s in args.data_seeds}, rng
+    print("\npaired test MAE difference (negative: the first better): mean, hierarchical bootstrap 95% CI (misr.compare)")
+    print("(data seeds resampled, then clips within each)")
+    if against_lf:
+        for other, d in against_lf["differences"].items():
+            m = d["MAE"]
+            print(f"  {other:<14} - late_fusion {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]")
+        if "misr" in against_lf["differences"]:
+            verdicts.append(("MISR (label groups) beats late fusion, CI excludes 0", against_lf["differences"]["misr"]["MAE"]["high"] < 0))
+        if "misr_inferred" in against_lf["differences"]:
+            verdicts.append(
+                (
+                    "MISR with inferred groups beats late fusion, CI excludes 0",
+                    against_lf["differences"]["misr_inferred"]["MAE"]["high"] < 0,
+                )
             )
-            print(f"  misr_inferred - late_fusion {d:+.4f}  [{lo:+.4f}, {hi:+.4f}]")
-            verdicts.append(("MISR with inferred groups beats late fusion, CI excludes 0", hi < 0))
-    if {"misr", "late_fusion", "known_groups"} <= set(table):
-        shares = []
-        for s in args.data_seeds:
-            lf, kg, me = (float(per_clip_error(n, s).mean()) for n in ("late_fusion", "known_groups", "misr"))
+    if against_misr:
+        for other in (n for n in ("misr_pooled", "misr_no_inv", "misr_no_dist") if n in against_misr["differences"]):
+            m = against_misr["differences"][other]["MAE"]
+            print(f"  {other:<14} - misr        {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]")
+            verdicts.append((f"{other} is worse than MISR (CI above 0 for it)", m["low"] > 0))
+    if {"misr", "late_fusion", "known_groups"} <= set(names):
+        shares, h = [], []
+        for i in range(len(stores)):
+            lf, kg, me = (float(per_clip_error(n, i).mean()) for n in ("late_fusion", "known_groups", "misr"))
+            h.append(lf - kg)
             shares.append((lf - me) / (lf - kg) if lf - kg > 0 else float("nan"))
-        h = [float(per_clip_error("late_fusion", s).mean() - per_clip_error("known_groups", s).mean()) for s in args.data_seeds]
         print(f"\nheadroom H = MAE(late_fusion) - MAE(known_groups) per data seed: {', '.join(f'{x:+.4f}' for x in h)}")
         print(f"share of H MISR closes per data seed: {', '.join(f'{x:.2f}' for x in shares)}; mean {np.nanmean(shares):.2f}")
         verdicts.append(("MISR closes >= 50% of H, averaged over data seeds", np.nanmean(shares) >= 0.5))
@@ -504,7 +455,7 @@ def report(args: argparse.Namespace) -> None:
         verdicts.append(
             ("on the flipped group MISR gains >= half of late fusion's gap to the known groups", lf_f - me_f >= 0.5 * (lf_f - kg_f))
         )
-    if {"misr", "late_fusion"} <= set(table):
+    if {"misr", "late_fusion"} <= set(names):
         ratio = table["misr"]["reliance"][0] / table["late_fusion"]["reliance"][0]
         print(f"reliance on the cue, MISR / late fusion: {ratio:.2f}")
         verdicts.append(("MISR's reliance <= 0.5x late fusion's", ratio <= 0.5))
@@ -515,9 +466,22 @@ def report(args: argparse.Namespace) -> None:
         print("\ntargets (step time: benchmarks/train_speed.py)")
         for text, ok in verdicts:
             print(f"  {'met    ' if ok else 'NOT met'}  {text}")
-    print(f"\ntotal time {time.perf_counter() - started:.0f} s (trainings read from the cache count as done)")
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s ({c.trained} seed(s) trained, {c.reused} read from the cache)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"data_seeds": args.data_seeds, "table": table}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
+
+
+def _cue(store: Path, keys: list[str], modality: str) -> np.ndarray:
+    from misr.store import FeatureStore
+    from misr.store.schema import UNIMODAL_LABELS
+
+    rows = {r["clip_key"]: r for r in FeatureStore(store).clips().to_pylist() if r["split"] == "test"}
+    return np.array([rows[k][UNIMODAL_LABELS[modality]] for k in keys], dtype=np.float64)
+
+
+def _mean_sd(c: Any, split: str, name: str) -> tuple[float, float]:
+    values = [mae(p, s.labels[split]) for s in c.stores for p in s.preds[split][name].values()]
+    return float(np.mean(values)), float(np.std(values))
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ want="$(cat "$MISR_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "installing torch==2.13.0 and misr into $MISR_VENV (first run: several minutes)" >&2
     python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-    python -m pip install --quiet --disable-pip-version-check -e "$MISR_ROOT[dev,dask]"
+    python -m pip install --quiet --disable-pip-version-check -e "$MISR_ROOT[dev,dask,mmsa]"
     echo "$want" > "$stamp"
 fi
 

@@ -244,35 +244,37 @@ def _split_rows(s: SplitArrays, sha: str, rows: dict[str, list[dict[str, Any]]],
 def export_file(store_dir: str | Path, out: str | Path) -> dict[str, int]:
     """Write the store as an MMSA feature file (padded per split to its longest sequence)."""
     store = FeatureStore(store_dir)
+    clip_rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
     payload: dict[str, Any] = {}
-    counts = {}
     for split in SPLITS:
-        if split not in store.splits():
-            continue
-        d = store.load_split(split, as_torch=False)
-        n, length = d.text.input_ids.shape
-        text_bert = np.zeros((n, 3, length), dtype=np.float32)
-        text_bert[:, 0] = d.text.input_ids
-        text_bert[:, 1] = d.text.attention_mask
-        clip_rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
-        entry: dict[str, Any] = {
-            "id": np.array(d.clip_keys, dtype=object),
-            "raw_text": np.array([clip_rows[k]["text"] for k in d.clip_keys], dtype=object),
-            "text_bert": text_bert,
-            "audio": d.audio.values.astype(np.float32),
-            "vision": d.visual.values.astype(np.float32),
-            "audio_lengths": d.audio.lengths.astype(np.int64),
-            "vision_lengths": d.visual.lengths.astype(np.int64),
-            "regression_labels": d.labels.astype(np.float32),
-            "annotations": np.array([clip_rows[k]["annotation"] for k in d.clip_keys], dtype=object),
-        }
-        if d.text.hidden is not None:
-            entry["text"] = d.text.hidden.values.astype(np.float32)
-        for m, suffix in (("text", "T"), ("audio", "A"), ("visual", "V")):
-            values = d.unimodal_labels[m]
-            if np.isfinite(values).all():
-                entry[f"regression_labels_{suffix}"] = values.astype(np.float32)
-        payload[split] = entry
-        counts[split] = n
+        if split in store.splits():
+            payload[split] = split_entry(store.load_split(split, as_torch=False), clip_rows)
     write_pickle(Path(out), payload)
-    return counts
+    return {split: len(entry["id"]) for split, entry in payload.items()}
+
+
+def split_entry(d: Any, clip_rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One split (a numpy `SplitData`) as MMSA's dict of arrays; `clip_rows` (clips.parquet's rows by clip key)
+    give the transcripts and annotations."""
+    n, length = d.text.input_ids.shape
+    text_bert = np.zeros((n, 3, length), dtype=np.float32)
+    text_bert[:, 0] = d.text.input_ids
+    text_bert[:, 1] = d.text.attention_mask
+    entry: dict[str, Any] = {
+        "id": np.array(d.clip_keys, dtype=object),
+        "raw_text": np.array([clip_rows[k]["text"] for k in d.clip_keys], dtype=object),
+        "text_bert": text_bert,
+        "audio": d.audio.values.astype(np.float32),
+        "vision": d.visual.values.astype(np.float32),
+        "audio_lengths": d.audio.lengths.astype(np.int64),
+        "vision_lengths": d.visual.lengths.astype(np.int64),
+        "regression_labels": d.labels.astype(np.float32),
+        "annotations": np.array([clip_rows[k]["annotation"] for k in d.clip_keys], dtype=object),
+    }
+    if d.text.hidden is not None:
+        entry["text"] = d.text.hidden.values.astype(np.float32)
+    for m, suffix in (("text", "T"), ("audio", "A"), ("visual", "V")):
+        values = d.unimodal_labels[m]
+        if np.isfinite(values).all():
+            entry[f"regression_labels_{suffix}"] = values.astype(np.float32)
+    return entry

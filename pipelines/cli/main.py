@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from misr.util.command import run_command
-from pipelines.cli import demo_corpus, evaluate, extract, register, retrain, synth, tools, train  # noqa: F401  (they add the commands)
+from pipelines.cli import compare, demo_corpus, evaluate, extract, register, retrain, synth, tools, train  # noqa: F401  (they add the commands)
 from pipelines.cli.common import app, err
 
 

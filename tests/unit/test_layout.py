@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from misr.config import (
+    CompareConfig,
     DatasetConfig,
     DemoCorpusConfig,
     EvaluateConfig,
@@ -43,6 +44,7 @@ SECTION_KEYS = {
     DemoCorpusConfig: "data.demo_corpus",
     DatasetConfig: "data.datasets.{item}",
     Convention: "data.datasets.{item}.convention",
+    CompareConfig: "compare",
 }
 
 
@@ -100,7 +102,7 @@ FLOORS = [
     ("misr.features", "misr.model"),
     ("misr.training",),
     ("misr.evaluation",),
-    ("misr.registry",),
+    ("misr.registry", "misr.compare"),
     ("misr.predict", "misr.stages"),
 ]
 FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
@@ -317,3 +319,20 @@ def test_the_quality_search_declares_every_project_file_its_script_imports():
     needed = closure(REPO / "benchmarks" / "quality.py")
     assert [str(p.relative_to(REPO)) for p in needed if not covered(p, stage["deps"])] == []
     assert [d for d in stage["deps"] if not any(covered(p, [d]) for p in needed)] == []
+
+
+def test_the_compare_stage_declares_every_project_file_and_param_it_reads():
+    """compare/dvc.yaml (outside the main pipeline) follows the main pipeline's rules."""
+    from misr.stages import compare as module
+
+    stage = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]["compare"]
+    assert stage["wdir"] == ".." and module_name(command_module(stage["cmd"])) == "misr.stages.compare"
+    deps = [d for d in stage["deps"] if not d.startswith("data/")]
+    needed = closure(command_module(stage["cmd"]))
+    assert [str(p.relative_to(REPO)) for p in needed if not covered(p, deps)] == []
+    assert [d for d in deps if not any(covered(p, [d]) for p in needed)] == []
+    assert "pipelines/cli" not in {str(p.relative_to(REPO).parent) for p in needed}
+    wanted = keys_read(module, "synth")
+    declared = set(stage["params"])
+    assert sorted(w for w in wanted if not any(under(w, d) for d in declared)) == []
+    assert sorted(d for d in declared if not any(under(w, d) or under(d, w) for w in wanted)) == []

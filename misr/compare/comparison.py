@@ -1,0 +1,242 @@
+"""Running a comparison: every contender x store x seed trained (or reused), then test read once.
+
+Order matters for honesty. Each seed is trained with its checkpoint chosen on valid, and predicts valid;
+only when every seed of every contender is done is each store's test split loaded, once, and handed to
+every trained seed. Trained seeds are kept in a cache folder under a key of the contender's settings, the
+store's files and this package's code: a second comparison with any of them unchanged reuses those seeds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misr.compare.base import Contender, own_visual
+from misr.compare.contenders import MisrModel
+from misr.errors import MisrError
+from misr.store import FeatureStore
+from misr.util.atomic import write_json
+from misr.util.hashing import stable_hash
+
+Say = Callable[[str], None]
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Predictions:
+    """One store's clips, labels and every contender's predictions per seed, on valid and test."""
+
+    store: Path
+    clip_keys: dict[str, list[str]]  # split -> clip keys
+    labels: dict[str, np.ndarray]  # split -> [clips]
+    preds: dict[str, dict[str, dict[int, np.ndarray]]]  # split -> label -> seed -> [clips]
+    folders: dict[str, dict[int, Path]] = field(default_factory=dict)  # label -> seed -> the trained seed's folder
+    conflict: np.ndarray | None = None  # test clips whose modalities disagree in sentiment
+    conflict_rule: str | None = None
+
+
+@dataclass
+class Comparison:
+    stores: list[Predictions]
+    contenders: dict[str, Contender]  # by label, in the order given
+    seeds: list[int]
+    seconds: float
+    trained: int  # seeds trained by this run
+    reused: int  # seeds read from the cache
+    fit_seconds: dict[str, list[float]] = field(default_factory=dict)  # label -> seconds of each seed's training
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.contenders)
+
+
+def code_hash() -> str:
+    """A hash of this package's code: a trained seed is reused only with the code that trained it."""
+    return stable_hash({str(f.relative_to(PACKAGE)): f.read_text() for f in sorted(PACKAGE.rglob("*.py"))})
+
+
+def store_fingerprint(store: Path) -> str:
+    """The store's files by name, size and modification time (cheap on a 10 GB store; a rewrite changes it)."""
+    files = sorted(p for p in Path(store).rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise MisrError(f"no feature store at {store}", hint="run `misr extract`, `misr synth` or `misr import-mmsa` first")
+    return stable_hash([(str(p.relative_to(store)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+@dataclass(frozen=True)
+class Job:
+    contender: Contender
+    store: Path
+    seed: int
+    folder: Path
+    threads: int
+
+
+def fit_and_validate(job: Job) -> dict[str, Any]:
+    """Train one seed (unless its folder says it is done) and predict valid; returns what done.json holds."""
+    done = job.folder / "done.json"
+    if done.exists():
+        import json
+
+        return {**json.loads(done.read_text()), "reused": True}
+    started = time.perf_counter()
+    job.contender.fit(job.store, job.seed, job.folder, job.threads)
+    seconds = time.perf_counter() - started
+    valid = FeatureStore(job.store).load_split("valid")
+    pred = job.contender.predict(job.store, job.folder, job.seed, valid)
+    result = {
+        "label": job.contender.label,
+        "seed": job.seed,
+        "seconds": seconds,
+        "clip_keys": valid.clip_keys,
+        "labels": valid.labels.tolist(),
+        "valid": pred.tolist(),
+    }
+    write_json(done, result)  # last, atomically: a killed run leaves no folder that reads as done
+    return {**result, "reused": False}
+
+
+def compare(
+    stores: Sequence[Path],
+    contenders: Sequence[Contender],
+    seeds: Sequence[int],
+    cache: Path,
+    workers: int = 1,
+    threads: int = 0,
+    reference: str | None = None,
+    say: Say = lambda _: None,
+) -> Comparison:
+    """Train every contender's seeds on every store (`workers` processes of `threads` threads each, reusing
+    the cache), predict valid, then read each store's test once and predict it with every trained seed."""
+    started = time.perf_counter()
+    labels = [c.label for c in contenders]
+    if len(set(labels)) != len(labels):
+        raise MisrError(f"a model is named twice: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
+    stores = [Path(s) for s in stores]
+    for store in stores:
+        missing = {"train", "valid", "test"} - set(FeatureStore(store).splits())
+        if missing:
+            raise MisrError(f"the store {store} has no {', '.join(sorted(missing))} split", hint="a comparison trains, selects and tests")
+        for c in contenders:
+            c.check(store)
+    jobs = jobs_for(stores, contenders, seeds, cache, threads)
+    results = run_jobs(jobs, workers, say)
+    fit_seconds: dict[str, list[float]] = {}
+    for job, r in zip(jobs, results, strict=True):
+        fit_seconds.setdefault(job.contender.label, []).append(r["seconds"])
+    per_store = []
+    for store in stores:
+        mine = [(job, r) for job, r in zip(jobs, results, strict=True) if job.store == store]
+        valid_keys = mine[0][1]["clip_keys"]
+        valid_labels = np.asarray(mine[0][1]["labels"], dtype=np.float64)
+        preds: dict[str, dict[str, dict[int, np.ndarray]]] = {"valid": {}, "test": {}}
+        for job, r in mine:
+            if r["clip_keys"] != valid_keys:
+                raise MisrError(f"{job.folder} predicted other valid clips than the store holds now", hint=f"remove {job.folder}")
+            preds["valid"].setdefault(job.contender.label, {})[job.seed] = np.asarray(r["valid"], dtype=np.float64)
+        say(f"reading test of {store} (once, after every model was chosen on valid)")
+        test = FeatureStore(store).load_split("test")
+        for job, _ in mine:
+            preds["test"].setdefault(job.contender.label, {})[job.seed] = np.asarray(
+                job.contender.predict(store, job.folder, job.seed, test), dtype=np.float64
+            )
+        conflict, rule = conflict_subsets(contenders, reference, [j for j, _ in mine], store, test)
+        per_store.append(
+            Predictions(
+                store=store,
+                clip_keys={"valid": valid_keys, "test": list(test.clip_keys)},
+                labels={"valid": valid_labels, "test": test.labels.numpy().astype(np.float64)},
+                preds=preds,
+                folders={c.label: {j.seed: j.folder for j, _ in mine if j.contender is c} for c in contenders},
+                conflict=conflict,
+                conflict_rule=rule,
+            )
+        )
+    trained = sum(not r["reused"] for r in results)
+    by_label = {c.label: c for c in contenders}
+    return Comparison(per_store, by_label, list(seeds), time.perf_counter() - started, trained, len(results) - trained, fit_seconds)
+
+
+def jobs_for(stores: Sequence[Path], contenders: Sequence[Contender], seeds: Sequence[int], cache: Path, threads: int) -> list[Job]:
+    """One job per store x contender x seed, each in the cache folder of its key (settings, store, code)."""
+    code, jobs = code_hash(), []
+    for store in stores:
+        fingerprint = store_fingerprint(store)
+        for c in contenders:
+            key = stable_hash({"contender": c.key(), "store": fingerprint, "code": code})[:12]
+            jobs += [Job(c, store, seed, Path(cache) / slug(c.label) / key / f"seed-{seed}", threads) for seed in seeds]
+    return jobs
+
+
+def run_jobs(jobs: list[Job], workers: int, say: Say) -> list[dict[str, Any]]:
+    """The jobs in order; in `workers` processes when more than one (one thread each unless told otherwise)."""
+    started = time.perf_counter()
+    say(f"{len(jobs)} seed(s) to train or reuse, {workers} process(es)")
+    out: list[dict[str, Any]] = []
+
+    def done(i: int, r: dict[str, Any]) -> None:
+        how = "reused" if r["reused"] else f"trained in {r['seconds']:.0f} s"
+        job = jobs[i]
+        elapsed = time.perf_counter() - started
+        say(f"  {i + 1}/{len(jobs)} {job.contender.label} seed {job.seed} on {job.store.name}: {how} ({elapsed:.0f} s so far)")
+
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            out.append(fit_and_validate(job))
+            done(i, out[-1])
+        return out
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(fit_and_validate, job) for job in jobs]
+        for i, future in enumerate(futures):
+            out.append(future.result())
+            done(i, out[-1])
+    return out
+
+
+def default_workers() -> int:
+    """One process per core on the CPU (each one thread: several trainings on shared cores otherwise thrash);
+    one on a GPU."""
+    import torch
+
+    return (
+        1
+        if torch.cuda.is_available()
+        else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )
+
+
+def conflict_subsets(
+    contenders: Sequence[Contender], reference: str | None, jobs: list[Job], store: Path, test: Any
+) -> tuple[np.ndarray | None, str | None]:
+    """The robustness report's agree/conflict split of test, the same for every contender: from label_T/A/V
+    when the store has them, else from the single-modality predictions of the reference (or the first of
+    this package's models), else none."""
+    from misr.evaluation.robustness import conflict_mask
+    from misr.features.person import view_for
+
+    uni = np.stack([test.unimodal_labels[m].numpy() for m in ("text", "audio", "visual")])
+    ours = [c for c in contenders if isinstance(c, MisrModel)]
+    if not np.isfinite(uni).all() and not ours:
+        return None, None
+    judge = next((c for c in ours if c.label == reference), ours[0] if ours else None)
+    models, data = [], test
+    if judge is not None and not np.isfinite(uni).all():
+        folders = [j for j in jobs if j.contender is judge]
+        models = [judge.loaded(j.folder, j.seed) for j in folders]
+        data = view_for(FeatureStore(store), judge.train.action_units).apply_split(own_visual(test))
+    mask, rule = conflict_mask(models, data, judge.train.batch_size if judge else 64)
+    if models:
+        rule = f"{rule} ({judge.label})"
+    return np.asarray(mask, dtype=bool), rule
+
+
+def slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)

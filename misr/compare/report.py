@@ -1,0 +1,270 @@
+"""The comparison's report: numbers (JSON), a table for people (Markdown) and a picture (PNG).
+
+Validation comes first, then test: each model's metrics (the data set's metric set) as mean +- std over
+seeds (and stores); the paired test difference of each model against the reference, on MAE and on the
+2-class accuracy, with a bootstrap 95% interval over test clips (`misr.compare.statistics`); the same on the
+robustness report's agree and conflict subsets; the seeds each model wins against the reference; the time.
+Every number is computed from the saved predictions (predictions.parquet), which hold all a reader needs to
+recompute it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misr.compare.comparison import Comparison, Predictions
+from misr.compare.statistics import hierarchical_bootstrap, mean_difference, ratio_difference, spread
+from misr.msa.convention import Convention
+from misr.training.inference import score
+from misr.util.atomic import atomic_path, write_json, write_text
+
+BOOTSTRAP = 2000
+
+
+def clip_errors(pred: np.ndarray, y: np.ndarray, convention: Convention) -> np.ndarray:
+    """Per-clip absolute error as the convention's MAE counts it (SIMS clips to [-1, 1] first)."""
+    if convention.metric_set == "sims":
+        pred, y = np.clip(pred, -1, 1), np.clip(y, -1, 1)
+    return np.abs(pred - y)
+
+
+def two_class(pred: np.ndarray, y: np.ndarray, convention: Convention) -> tuple[str, np.ndarray, np.ndarray]:
+    """The convention's 2-class accuracy per clip: its name, hits and which clips it counts."""
+    if convention.metric_set == "sims":
+        return "Mult_acc_2", (np.clip(pred, -1, 1) > 0) == (np.clip(y, -1, 1) > 0), np.ones_like(y, dtype=bool)
+    return "Non0_acc_2", (pred > 0) == (y > 0), y != 0
+
+
+def summarise(c: Comparison, convention: Convention, reference: str, n_bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """Every number of the report, from the comparison's predictions."""
+    rng = np.random.default_rng(seed)
+    report: dict[str, Any] = {
+        "stores": [str(s.store) for s in c.stores],
+        "models": c.labels,
+        "reference": reference,
+        "seeds": c.seeds,
+        "convention": convention.name,
+        "headline": list(convention.headline),
+        "clips": {split: [len(s.labels[split]) for s in c.stores] for split in ("valid", "test")},
+    }
+    for split in ("valid", "test"):
+        report[split] = {label: metrics_over_runs(c.stores, split, label, convention) for label in c.labels}
+    report["differences"] = {}
+    subsets: dict[str, Any] = {}
+    rules = {s.conflict_rule for s in c.stores if s.conflict is not None}
+    if rules and all(s.conflict is not None for s in c.stores):
+        subsets = {"rule": "; ".join(sorted(r for r in rules if r)), "agree": {}, "conflict": {}}
+    for label in c.labels:
+        if label == reference:
+            continue
+        report["differences"][label] = paired(c.stores, label, reference, convention, rng, n_bootstrap, None)
+        for name in ("agree", "conflict") if subsets else ():
+            masks = [s.conflict if name == "conflict" else ~s.conflict for s in c.stores]
+            if min(int(m.sum()) for m in masks) >= 2:
+                subsets[name][label] = paired(c.stores, label, reference, convention, rng, n_bootstrap, masks)
+    if subsets:
+        for name in ("agree", "conflict"):
+            masks = [s.conflict if name == "conflict" else ~s.conflict for s in c.stores]
+            subsets[name]["n"] = [int(m.sum()) for m in masks]
+            subsets[name]["MAE"] = {
+                label: spread(
+                    [
+                        float(clip_errors(p[m], s.labels["test"][m], convention).mean())
+                        for s, m in zip(c.stores, masks, strict=True)
+                        for p in s.preds["test"][label].values()
+                    ]
+                )
+                for label in c.labels
+                if min(int(x.sum()) for x in masks) >= 1
+            }
+    report["subsets"] = subsets
+    report["wins"] = {label: wins(c.stores, label, reference, convention) for label in c.labels if label != reference}
+    report["seconds"] = {
+        "total": c.seconds,
+        "trained": c.trained,
+        "reused": c.reused,
+        "per_seed_training": {label: float(np.mean(v)) for label, v in c.fit_seconds.items()},
+    }
+    report["bootstrap"] = {"resamples": n_bootstrap, "level": 0.95, "hierarchical": len(c.stores) > 1}
+    return report
+
+
+def metrics_over_runs(stores: list[Predictions], split: str, label: str, convention: Convention) -> dict[str, dict[str, float]]:
+    """Each metric's mean and std over the runs (stores x seeds)."""
+    runs = [score(p, s.labels[split], convention) for s in stores for p in s.preds[split][label].values()]
+    return {k: spread([r[k] for r in runs]) for k in runs[0]}
+
+
+def paired(
+    stores: list[Predictions],
+    label: str,
+    reference: str,
+    convention: Convention,
+    rng: np.random.Generator,
+    n: int,
+    masks: list[np.ndarray] | None,
+) -> dict[str, Any]:
+    """Model minus reference on test: MAE and the 2-class accuracy, each clip's value averaged over seeds."""
+    mae_arrays, acc_arrays, acc_name = [], [], ""
+    for i, s in enumerate(stores):
+        y = s.labels["test"]
+        keep = masks[i] if masks is not None else np.ones_like(y, dtype=bool)
+        err = {m: np.mean([clip_errors(p, y, convention) for p in s.preds["test"][m].values()], axis=0) for m in (label, reference)}
+        mae_arrays.append([(err[label] - err[reference])[keep]])
+        hits = {}
+        for m in (label, reference):
+            per_seed = [two_class(p, y, convention) for p in s.preds["test"][m].values()]
+            acc_name, counted = per_seed[0][0], per_seed[0][2]
+            hits[m] = np.mean([h for _, h, _ in per_seed], axis=0)
+        acc_arrays.append([hits[label][keep], hits[reference][keep], counted[keep].astype(np.float64)])
+    return {
+        "MAE": hierarchical_bootstrap(mae_arrays, mean_difference, rng, n).as_dict(),
+        acc_name: hierarchical_bootstrap(acc_arrays, ratio_difference, rng, n).as_dict(),
+    }
+
+
+def wins(stores: list[Predictions], label: str, reference: str, convention: Convention) -> dict[str, int]:
+    """Runs (store x seed) where the model's test MAE is below the reference's, seed paired with seed."""
+    won = total = 0
+    for s in stores:
+        y = s.labels["test"]
+        for seed, p in s.preds["test"][label].items():
+            ref = s.preds["test"][reference].get(seed)
+            if ref is None:
+                continue
+            total += 1
+            won += bool(clip_errors(p, y, convention).mean() < clip_errors(ref, y, convention).mean())
+    return {"wins": won, "of": total}
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def write(report: dict[str, Any], c: Comparison, out: Path) -> dict[str, Path]:
+    """comparison.json, comparison.md, comparison.png and predictions.parquet in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out / "comparison.json",
+        "markdown": out / "comparison.md",
+        "png": out / "comparison.png",
+        "predictions": out / "predictions.parquet",
+    }
+    write_json(paths["json"], report)
+    write_text(paths["markdown"], markdown(report))
+    plot(report, paths["png"])
+    write_predictions(c, paths["predictions"])
+    return paths
+
+
+def write_predictions(c: Comparison, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("store", "model", "seed", "split", "clip_key", "label", "prediction", "conflict")}
+    for s in c.stores:
+        for split in ("valid", "test"):
+            for model, by_seed in s.preds[split].items():
+                for seed, p in by_seed.items():
+                    n = len(p)
+                    cols["store"] += [str(s.store)] * n
+                    cols["model"] += [model] * n
+                    cols["seed"] += [int(seed)] * n
+                    cols["split"] += [split] * n
+                    cols["clip_key"] += s.clip_keys[split]
+                    cols["label"] += s.labels[split].tolist()
+                    cols["prediction"] += p.tolist()
+                    conflict = s.conflict.tolist() if split == "test" and s.conflict is not None else [None] * n
+                    cols["conflict"] += conflict
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(cols), tmp)
+
+
+def fmt(m: dict[str, float]) -> str:
+    return f"{m['mean']:.4f} ± {m['std']:.4f}"
+
+
+def interval(d: dict[str, float]) -> str:
+    return f"{d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    keys, ref = r["headline"], r["reference"]
+    runs = f"{len(r['seeds'])} seed(s)" + (f" x {len(r['stores'])} stores" if len(r["stores"]) > 1 else "")
+    lines = [
+        "# Model comparison",
+        "",
+        f"Stores: {', '.join(r['stores'])} ({r['convention']} convention). Seeds: {', '.join(map(str, r['seeds']))}.",
+        f"Clips: valid {sum(r['clips']['valid'])}, test {sum(r['clips']['test'])}. Checkpoints chosen on valid; test read once, last.",
+        "",
+    ]
+    for split in ("valid", "test"):
+        lines += [
+            f"## {split.capitalize()}: mean ± std over {runs}",
+            "",
+            "| model | " + " | ".join(keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
+        lines += [f"| {m} | " + " | ".join(fmt(r[split][m][k]) for k in keys) + " |" for m in r["models"]]
+        lines.append("")
+    boot = "hierarchical bootstrap (stores, then clips)" if r["bootstrap"]["hierarchical"] else "bootstrap over test clips"
+    lines += [
+        f"## Test: each model minus {ref}, 95% interval ({boot}, {r['bootstrap']['resamples']} resamples)",
+        "",
+        "MAE: negative is better than the reference; 2-class accuracy: positive is better.",
+        "",
+    ]
+    if r["differences"]:
+        acc = next(k for k in next(iter(r["differences"].values())) if k != "MAE")
+        lines += [f"| model | MAE | {acc} | wins (test MAE, seed by seed) |", "|---|---|---|---|"]
+        for m, d in r["differences"].items():
+            w = r["wins"][m]
+            lines.append(f"| {m} | {interval(d['MAE'])} | {interval(d[acc])} | {w['wins']} of {w['of']} |")
+        lines.append("")
+    if r["subsets"]:
+        s = r["subsets"]
+        lines += [
+            f"## Test where the modalities agree or conflict ({s['rule']})",
+            "",
+            "| model | subset | clips | MAE | minus " + ref + " |",
+            "|---|---|---|---|---|",
+        ]
+        for name in ("agree", "conflict"):
+            for m in r["models"]:
+                if m not in s[name]["MAE"]:
+                    continue
+                diff = interval(s[name][m]["MAE"]) if m in s[name] else "(reference)"
+                lines.append(f"| {m} | {name} | {sum(s[name]['n'])} | {fmt(s[name]['MAE'][m])} | {diff} |")
+        lines.append("")
+    sec = r["seconds"]
+    lines += [f"Total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused from the cache).", ""]
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    """Left: test MAE per model (mean ± std over runs). Right: each model minus the reference, with its interval."""
+    from misr.evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(r["models"]) + 2.2))
+    models = r["models"]
+    y = np.arange(len(models))
+    means = [r["test"][m]["MAE"]["mean"] for m in models]
+    stds = [r["test"][m]["MAE"]["std"] for m in models]
+    left.barh(y, means, xerr=stds, color="#4c72b0", alpha=0.8)
+    left.set_yticks(y, models)
+    left.invert_yaxis()
+    left.set_xlabel("test MAE (mean ± std over runs)")
+    others = list(r["differences"])
+    yd = np.arange(len(others))
+    est = np.array([r["differences"][m]["MAE"]["estimate"] for m in others])
+    low = np.array([r["differences"][m]["MAE"]["low"] for m in others])
+    high = np.array([r["differences"][m]["MAE"]["high"] for m in others])
+    right.errorbar(est, yd, xerr=[est - low, high - est], fmt="o", color="#dd8452", capsize=4)
+    right.axvline(0, color="grey", lw=1)
+    right.set_yticks(yd, others)
+    right.invert_yaxis()
+    right.set_xlabel(f"test MAE minus {r['reference']} (95% interval)")
+    _save(fig, path)

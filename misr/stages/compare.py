@@ -1,0 +1,89 @@
+"""Stage compare: several models trained on the same store(s), chosen on valid, tested once (misr.compare).
+
+compare/dvc.yaml runs `python -m misr.stages.compare STORE OUT_DIR --dataset NAME` (the models of
+compare.models); `misr compare` calls `run` with its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from misr.compare.comparison import compare, default_workers
+from misr.compare.contenders import contender
+from misr.compare.report import summarise, write
+from misr.config import CompareConfig, FeaturesConfig, ModelConfig, TrainConfig
+from misr.msa.convention import Convention
+from misr.stages import load, parser, say, text_table
+from misr.util.command import run_command
+
+DEFAULT_CACHE = Path(".compare-runs")
+
+
+def run(
+    cfg: CompareConfig,
+    model: ModelConfig,
+    train: TrainConfig,
+    features: FeaturesConfig,
+    convention: Convention,
+    stores: Sequence[str | Path],
+    out_dir: str | Path,
+    cache: str | Path = DEFAULT_CACHE,
+    workers: int = 0,
+    progress: Callable[[str], None] = say,
+) -> dict[str, Any]:
+    """Compare `cfg.models` on the stores; write the report into `out_dir` and return it.
+
+    Each CPU training takes one thread and `workers` of them run side by side (default: one per core; one on
+    a GPU), so the results do not depend on how many run at once.
+    """
+    contenders = [contender(name, model, train, features, convention) for name in cfg.models]
+    seeds = list(cfg.seeds or train.seeds)
+    comparison = compare(
+        [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress
+    )
+    report = summarise(comparison, convention, cfg.reference, cfg.bootstrap)
+    write(report, comparison, Path(out_dir))
+    return report
+
+
+def rows(report: dict[str, Any], split: str) -> list[list[str]]:
+    keys = report["headline"]
+    return [[m, *(f"{report[split][m][k]['mean']:.4f} +- {report[split][m][k]['std']:.4f}" for k in keys)] for m in report["models"]]
+
+
+def difference_rows(report: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for m, d in report["differences"].items():
+        cells = [f"{v['estimate']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]" for v in d.values()]
+        out.append([m, *cells, f"{report['wins'][m]['wins']} of {report['wins'][m]['of']}"])
+    return out
+
+
+def main() -> None:
+    args = parser(
+        "Compare compare.models on the store: valid first, then test read once; paired differences with intervals.",
+        ("store", "the feature store"),
+        ("out_dir", "where comparison.json, .md, .png and predictions.parquet go"),
+    ).parse_args()
+
+    def body() -> None:
+        from misr.msa.convention import convention
+
+        params, _, dataset = load(args)
+        conv = convention(dataset.convention)
+        report = run(params.compare, params.model, params.train, params.features, conv, [args.store], args.out_dir)
+        for split in ("valid", "test"):
+            print(f"{split}: mean +- std over seeds")
+            print(text_table(("model", *report["headline"]), rows(report, split)))
+        if report["differences"]:
+            acc = [k for k in next(iter(report["differences"].values())) if k != "MAE"]
+            print(f"test: minus {report['reference']}, 95% interval")
+            print(text_table(("model", "MAE", *acc, "wins"), difference_rows(report)))
+
+    run_command(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""`misr compare` on tiny stores: the report equals what its saved predictions give, test is read once,
+trained seeds are reused only while nothing changed, and MMSA's models run (or fail clearly) through the extra."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from misr.compare.comparison import compare
+from misr.compare.contenders import contender
+from misr.compare.report import summarise, write
+from misr.errors import MisrError
+from misr.msa.convention import MOSI
+from misr.msa.metrics import msa_metrics
+from misr.store import FeatureStore
+from tests.helpers import REPO, TINY_TRAINING, params
+
+HAS_MMSA = importlib.util.find_spec("MMSA") is not None
+TINY = [*TINY_TRAINING, "train.epochs=2", "data.synth.scenario=shift", "data.synth.n_clips={train: 48, valid: 16, test: 24}"]
+
+
+def tiny_store(tmp_path, name="store", seed=1111):
+    from misr.data.synth import generate
+
+    p = params(*TINY, f"data.synth.seed={seed}")
+    generate(p.data.synth, tmp_path / name)
+    return tmp_path / name
+
+
+def contenders(*names, overrides=()):
+    p = params(*TINY, *overrides)
+    return [contender(n, p.model, p.train, p.features, MOSI) for n in names]
+
+
+@pytest.fixture
+def count_test_reads(monkeypatch):
+    """Every load of a test split, by store."""
+    reads = []
+    original = FeatureStore.load_split
+
+    def counted(self, split, *args, **kwargs):
+        if split == "test":
+            reads.append(str(self.root))
+        return original(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "load_split", counted)
+    return reads
+
+
+def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_path, count_test_reads):
+    stores = [tiny_store(tmp_path, "a", 1111), tiny_store(tmp_path, "b", 1112)]
+    names = ["misr", "late_fusion", *(["mmsa:LF_DNN"] if HAS_MMSA else [])]
+    c = compare(stores, contenders(*names), [1, 2], tmp_path / "cache", reference="late_fusion")
+    assert sorted(count_test_reads) == sorted(str(s) for s in stores)  # once per store, for every model and seed
+    report = summarise(c, MOSI, "late_fusion", n_bootstrap=300)
+    paths = write(report, c, tmp_path / "out")
+    saved = json.loads(paths["json"].read_text())
+    preds = pq.read_table(paths["predictions"]).to_pylist()
+
+    def rows(store, model, split, seed):
+        picked = [r for r in preds if r["store"] == str(store) and r["model"] == model and r["split"] == split and r["seed"] == seed]
+        return np.array([r["prediction"] for r in picked]), np.array([r["label"] for r in picked])
+
+    for split in ("valid", "test"):
+        for model in names:
+            maes = [msa_metrics(*rows(s, model, split, seed))["MAE"] for s in stores for seed in (1, 2)]
+            assert saved[split][model]["MAE"]["mean"] == pytest.approx(np.mean(maes))
+            assert saved[split][model]["MAE"]["std"] == pytest.approx(np.std(maes))
+    # the paired difference: per clip, each model's error averaged over seeds; then the mean over stores
+    per_store = []
+    for s in stores:
+        err = {m: np.mean([np.abs(np.subtract(*rows(s, m, "test", seed))) for seed in (1, 2)], axis=0) for m in ("misr", "late_fusion")}
+        per_store.append((err["misr"] - err["late_fusion"]).mean())
+    d = saved["differences"]["misr"]["MAE"]
+    assert d["estimate"] == pytest.approx(np.mean(per_store))
+    assert d["low"] <= d["estimate"] <= d["high"]
+    assert saved["bootstrap"]["hierarchical"] is True
+    # the store's label_T/A/V decide the subsets, the same clips for every model
+    test_rows = [r for r in preds if r["split"] == "test" and r["model"] == "misr" and r["seed"] == 1]
+    assert sum(r["conflict"] for r in test_rows) == sum(saved["subsets"]["conflict"]["n"])
+    assert saved["subsets"]["conflict"]["n"][0] + saved["subsets"]["agree"]["n"][0] == 24
+    assert "Test: each model minus late_fusion" in paths["markdown"].read_text()
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trained_seeds_are_reused_until_a_setting_changes(tmp_path):
+    store = tiny_store(tmp_path)
+    first = compare([store], contenders("misr", "late_fusion"), [1], tmp_path / "cache", workers=2, threads=1)
+    assert (first.trained, first.reused) == (2, 0)
+    again = compare([store], contenders("misr", "late_fusion"), [1], tmp_path / "cache")
+    assert (again.trained, again.reused) == (0, 2)
+    for split in ("valid", "test"):
+        for m in ("misr", "late_fusion"):
+            np.testing.assert_allclose(again.stores[0].preds[split][m][1], first.stores[0].preds[split][m][1], rtol=1e-6)
+    changed = compare([store], contenders("misr", "late_fusion", overrides=["train.lr=0.001"]), [1], tmp_path / "cache")
+    assert (changed.trained, changed.reused) == (2, 0)
+
+
+def test_a_store_without_test_is_refused_before_training(tmp_path):
+    store = tiny_store(tmp_path)
+    fs = FeatureStore(store)
+    clips = fs.clips().to_pylist()
+    fs.write_clips([{**r, "split": "valid" if r["split"] == "test" else r["split"]} for r in clips], replace=True)
+    with pytest.raises(MisrError, match="has no test split"):
+        compare([store], contenders("misr"), [1], tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_mmsa_models_that_cannot_run_here_say_why():
+    with pytest.raises(MisrError, match="768-d BERT"):
+        contenders("mmsa:MISA")
+    with pytest.raises(MisrError, match="word-aligned"):
+        contenders("mmsa:MFN")
+    with pytest.raises(MisrError, match="no model 'XYZ'"):
+        contenders("mmsa:XYZ")
+
+
+def test_an_absent_mmsa_extra_is_one_clear_line(tmp_path, monkeypatch):
+    store = tiny_store(tmp_path)
+    monkeypatch.setitem(sys.modules, "MMSA", None)  # what `import MMSA` meets without the extra
+    (tfn,) = contenders("mmsa:TFN")
+    with pytest.raises(MisrError, match=r"mmsa extra") as info:
+        tfn.check(store)
+    assert "pip install" in info.value.hint
+    # through the command: exit code 2 and the message, no traceback, before anything trains
+    code = "import sys; sys.modules['MMSA'] = None; sys.argv = ['misr'] + sys.argv[1:]; from pipelines.cli.main import main; main()"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "compare",
+            str(store),
+            "-M",
+            "late_fusion",
+            "-M",
+            "mmsa:TFN",
+            "--cache",
+            str(tmp_path / "c"),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "mmsa extra" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(not HAS_MMSA, reason="the mmsa extra is not installed")
+def test_mmsa_tfn_trains_through_mmsa_and_never_sees_test(tmp_path, count_test_reads, monkeypatch):
+    import MMSA.data_loader
+
+    store = tiny_store(tmp_path)
+    seen = []
+    original = MMSA.data_loader.MMDataset.__init__
+
+    def spy(self, args, mode="train"):
+        original(self, args, mode)
+        seen.append((mode, len(self.labels["M"])))
+
+    monkeypatch.setattr(MMSA.data_loader.MMDataset, "__init__", spy)
+    c = compare([store], contenders("mmsa:TFN", "late_fusion"), [1], tmp_path / "cache", reference="late_fusion")
+    assert count_test_reads == [str(store)]
+    # training saw train (48) and valid (16; its 'test' entry is valid again); the 24 test clips only in prediction
+    assert ("train", 48) in seen and ("valid", 16) in seen and ("test", 16) in seen
+    assert seen[-1] == ("test", 24)
+    pred = c.stores[0].preds["test"]["mmsa:TFN"][1]
+    assert pred.shape == (24,) and np.isfinite(pred).all()
+
+
+def test_the_command_prints_and_writes_the_report(tmp_path):
+    store = tiny_store(tmp_path)
+    args = [
+        "compare",
+        str(store),
+        "-M",
+        "misr",
+        "-M",
+        "late_fusion",
+        "--seeds",
+        "1",
+        "-o",
+        str(tmp_path / "out"),
+        "--cache",
+        str(tmp_path / "c"),
+    ]
+    sets = [x for o in TINY for x in ("-S", o)]
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, *sets, "-w", "1"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "reading test" in res.stderr and "minus late_fusion" in res.stdout
+    report = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert report["models"] == ["misr", "late_fusion"] and report["seeds"] == [1]
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "-r", "nope"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2 and "reference 'nope' is not one of models" in res.stderr
