@@ -13,8 +13,10 @@ best validation loss (L1, i.e. MAE). Every adaptation it needs is in this module
   - The file MMSA trains from holds train and valid; its `test` entry is valid again (MMSA's loader wants one,
     its trainer never reads it), so test labels never reach MMSA's code.
   - Text: MMSA's non-BERT models read per-token vectors. They are the store's encoder states when it holds
-    them (`features.text.store_hidden`, or an imported MMSA file); for a small vocabulary (`misr synth`) the
-    tokens' one-hot vectors; otherwise the model cannot run (a clear error says how to extract them).
+    them (`features.text.store_hidden`, or an imported MMSA file); else the frozen states of the tokenizer's
+    own BERT-family encoder run over the stored ids (MiniLM-L6, shipped, for `misr extract`'s default
+    tokenizer; what MMSA's files hold for text is likewise a frozen encoder's output); for a small
+    vocabulary without an encoder (`misr synth`) the tokens' one-hot vectors.
   - The visual features are seen as this package's models see them (`train.action_units`), so that every
     contender has the same inputs.
 
@@ -166,31 +168,55 @@ class MmsaModel(Contender):
 
         data = view_for(store, self.action_units).apply_split(own_visual(data))
         entry = split_entry(data, rows)
-        kind, vocabulary = text_kind(store)
+        kind, detail = text_kind(store)
+        ids, mask = data.text.input_ids, data.text.attention_mask
         if kind == "one_hot":
-            ids = data.text.input_ids
-            one_hot = np.zeros((*ids.shape, vocabulary), dtype=np.float32)
+            one_hot = np.zeros((*ids.shape, int(detail)), dtype=np.float32)
             np.put_along_axis(one_hot, ids[..., None].astype(np.int64), 1.0, axis=-1)
-            one_hot *= data.text.attention_mask[..., None]  # padding stays 0, as in MMSA's own files
-            entry["text"] = one_hot
+            entry["text"] = one_hot * mask[..., None]  # padding stays 0, as in MMSA's own files
+        elif kind == "encoder":
+            entry["text"] = encoder_states(Path(detail), ids, mask)
         return entry
 
 
-def text_kind(store: FeatureStore) -> tuple[str, int]:
-    """How MMSA's models get per-token text vectors from this store: ("hidden", dim) or ("one_hot", vocabulary)."""
+def text_kind(store: FeatureStore) -> tuple[str, int | str]:
+    """How MMSA's models get per-token text vectors from this store: ("hidden", dim), ("encoder", its folder)
+    or ("one_hot", vocabulary)."""
+    from misr.shipped import minilm_dir
+
     metas = store.metadata("text")
     if not metas:
         raise MisrError(f"the store {store.root} has no text features", hint="run `misr extract` or `misr synth` first")
     meta = metas[-1]
     if int(meta.get("dim") or 0):
         return "hidden", int(meta["dim"])
+    tokenizer = str(meta.get("tokenizer", ""))
+    if tokenizer == "minilm":
+        return "encoder", str(minilm_dir())
+    if tokenizer and (Path(tokenizer) / "config.json").exists():
+        return "encoder", tokenizer
     vocabulary = int(meta.get("vocab_size") or 0)
     if 0 < vocabulary <= ONE_HOT_VOCABULARY:
         return "one_hot", vocabulary
     raise MisrError(
-        f"MMSA's models read per-token text vectors, and {store.root} holds only token ids of a {vocabulary or 'large'}-word vocabulary",
+        f"MMSA's models read per-token text vectors; {store.root} holds only token ids of tokenizer {tokenizer!r}, "
+        "whose encoder is not here",
         hint="extract with features.text.store_hidden=true (the frozen encoder's states), or import an MMSA file that has them",
     )
+
+
+@torch.no_grad()
+def encoder_states(folder: Path, ids: np.ndarray, mask: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The frozen encoder's last hidden states [N, L, H] over stored ids; padding positions 0."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+    out = []
+    for start in range(0, len(ids), batch):
+        i = torch.as_tensor(ids[start : start + batch], dtype=torch.long)
+        m = torch.as_tensor(mask[start : start + batch], dtype=torch.long)
+        out.append((model(input_ids=i, attention_mask=m).last_hidden_state * m[..., None]).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, ids.shape[1], model.config.hidden_size), dtype=np.float32)
 
 
 def as_numpy(data: SplitData) -> SplitData:

@@ -61,6 +61,33 @@ def difference_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def subset_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Test MAE where the modalities agree and where they conflict, and each model minus the reference there."""
+    s, out = report["subsets"], []
+    for name in ("agree", "conflict") if s else ():
+        for m in report["models"]:
+            if m not in s[name]["MAE"]:
+                continue
+            d = s[name].get(m)
+            diff = "(reference)" if d is None else f"{d['MAE']['estimate']:+.4f} [{d['MAE']['low']:+.4f}, {d['MAE']['high']:+.4f}]"
+            out.append([m, name, str(sum(s[name]["n"])), f"{s[name]['MAE'][m]['mean']:.4f}", diff])
+    return out
+
+
+def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], list[list[str]]], None]) -> None:
+    """The report as tables (title, columns, rows), validation first: `show` draws each one."""
+    for split in ("valid", "test"):
+        show(f"{split}: mean +- std over runs (seeds x stores)", ("model", *report["headline"]), rows(report, split))
+    if report["differences"]:
+        metrics = list(next(iter(report["differences"].values())))
+        show(f"test: each model minus {report['reference']}, 95% interval", ("model", *metrics, "wins"), difference_rows(report))
+    if report["subsets"]:
+        columns = ("model", "subset", "clips", "MAE", f"minus {report['reference']}")
+        show(f"test by subset ({report['subsets']['rule']})", columns, subset_rows(report))
+    sec = report["seconds"]
+    show(f"total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused)", (), [])
+
+
 def main() -> None:
     args = parser(
         "Compare compare.models on the store: valid first, then test read once; paired differences with intervals.",
@@ -74,13 +101,7 @@ def main() -> None:
         params, _, dataset = load(args)
         conv = convention(dataset.convention)
         report = run(params.compare, params.model, params.train, params.features, conv, [args.store], args.out_dir)
-        for split in ("valid", "test"):
-            print(f"{split}: mean +- std over seeds")
-            print(text_table(("model", *report["headline"]), rows(report, split)))
-        if report["differences"]:
-            acc = [k for k in next(iter(report["differences"].values())) if k != "MAE"]
-            print(f"test: minus {report['reference']}, 95% interval")
-            print(text_table(("model", "MAE", *acc, "wins"), difference_rows(report)))
+        print_report(report, lambda title, columns, rows: print(title + ("\n" + text_table(columns, rows) if rows else "")))
 
     run_command(body)
 

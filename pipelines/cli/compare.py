@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -59,34 +60,9 @@ def compare_command(
         err.print(line, markup=False, highlight=False)
 
     report = stage.run(chosen, cfg.model, cfg.train, cfg.features, conv, targets, out_dir, cache, workers, say)
-    print_report(report)
+
+    def show(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
+        out.print(table(title, columns, rows) if rows else title)
+
+    stage.print_report(report, show)
     out.print(f"comparison.json, comparison.md, comparison.png and predictions.parquet in {out_dir}")
-
-
-def print_report(r: dict) -> None:
-    keys = r["headline"]
-    for split in ("valid", "test"):
-        rows = [[m, *(f"{r[split][m][k]['mean']:.4f} ± {r[split][m][k]['std']:.4f}" for k in keys)] for m in r["models"]]
-        out.print(table(f"{split}: mean ± std over runs", ("model", *keys), rows))
-    if r["differences"]:
-        acc = next(k for k in next(iter(r["differences"].values())) if k != "MAE")
-        rows = []
-        for m, d in r["differences"].items():
-            cells = [f"{d[k]['estimate']:+.4f} [{d[k]['low']:+.4f}, {d[k]['high']:+.4f}]" for k in ("MAE", acc)]
-            rows.append([m, *cells, f"{r['wins'][m]['wins']} of {r['wins'][m]['of']}"])
-        out.print(table(f"test: minus {r['reference']}, 95% interval", ("model", "MAE", acc, "wins"), rows))
-    s = r["subsets"]
-    if s:
-        rows = [
-            [m, name, str(sum(s[name]["n"])), f"{s[name]['MAE'][m]['mean']:.4f}", interval_text(s[name].get(m))]
-            for name in ("agree", "conflict")
-            for m in r["models"]
-            if m in s[name]["MAE"]
-        ]
-        out.print(table(f"test by subset ({s['rule']})", ("model", "subset", "clips", "MAE", f"minus {r['reference']}"), rows))
-    sec = r["seconds"]
-    out.print(f"total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused)")
-
-
-def interval_text(d: dict | None) -> str:
-    return "(reference)" if d is None else f"{d['MAE']['estimate']:+.4f} [{d['MAE']['low']:+.4f}, {d['MAE']['high']:+.4f}]"

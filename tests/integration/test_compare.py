@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from misr.compare.comparison import compare
 from misr.compare.contenders import contender
@@ -199,3 +200,31 @@ def test_the_command_prints_and_writes_the_report(tmp_path):
     assert report["models"] == ["misr", "late_fusion"] and report["seeds"] == [1]
     res = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "-r", "nope"], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 2 and "reference 'nope' is not one of models" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MMSA, reason="the mmsa extra is not installed")
+def test_an_extracted_store_gives_mmsa_the_frozen_minilm_states_of_its_tokens(tmp_path):
+    """`misr extract`'s default store holds MiniLM token ids only: MMSA's models read MiniLM's frozen states."""
+    from transformers import AutoModel
+
+    from misr.data.democorpus import generate as demo_corpus
+    from misr.shipped import minilm_dir
+    from tests.helpers import extract_here
+
+    p = params("data.dataset=demo", "extract.shard_size=4", "data.demo_corpus.duration=[1.0, 1.4]")
+    demo_corpus(p.data.demo_corpus, tmp_path / "raw", n_clips=13)
+    extract_here(p, tmp_path / "raw", tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store")
+    (tfn,) = contenders("mmsa:TFN")
+    split = next(iter(fs.splits()))
+    data = fs.load_split(split, as_torch=False)
+    entry = tfn.entry(fs, data, {r["clip_key"]: r for r in fs.clips().to_pylist()})
+    ids, mask = data.text.input_ids, data.text.attention_mask
+    assert entry["text"].shape == (*ids.shape, 384)
+    assert (entry["text"][mask == 0] == 0).all()
+    model = AutoModel.from_pretrained(str(minilm_dir()), local_files_only=True).eval()
+    n = int(mask[0].sum())
+    with torch.no_grad():
+        alone = model(input_ids=torch.as_tensor(ids[:1, :n], dtype=torch.long)).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(entry["text"][0, :n], alone, atol=1e-4)
