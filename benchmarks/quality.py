@@ -304,14 +304,19 @@ def contenders_of(entries: dict[str, list[str]], base: list[str]) -> list[Any]:
 
 
 def truth(store: Path, split: str, keys: list[str], modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the flipped indicator of a split's clips, in `keys`' order, from clips.parquet (no features read)."""
+    """Labels and the flipped indicator of a split's clips, in `keys`' order."""
+    y, cue = labels_and_cue(store, split, keys, modality)
+    return y, cue_groups(cue, y)
+
+
+def labels_and_cue(store: Path, split: str, keys: list[str], modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's labels and the shortcut modality's labels, in `keys`' order, from clips.parquet (no features read)."""
     from misr.store import FeatureStore
     from misr.store.schema import UNIMODAL_LABELS
 
     rows = {r["clip_key"]: r for r in FeatureStore(store).clips().to_pylist() if r["split"] == split}
     y = np.array([rows[k]["label"] for k in keys], dtype=np.float64)
-    cue = np.array([rows[k][UNIMODAL_LABELS[modality]] for k in keys], dtype=np.float64)
-    return y, cue_groups(cue, y)
+    return y, np.array([rows[k][UNIMODAL_LABELS[modality]] for k in keys], dtype=np.float64)
 
 
 def cue_groups(cue: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -383,17 +388,19 @@ def report(args: argparse.Namespace) -> None:
     twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
     c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache) / "runs", args.workers, 1, "late_fusion", log)
     names = list(entries)
-    against_lf = summarise(c, MOSI, "late_fusion") if "late_fusion" in names else None
+    summary = summarise(c, MOSI, "late_fusion" if "late_fusion" in names else names[0])
+    against_lf = summary if "late_fusion" in names else None
     against_misr = summarise(c, MOSI, "misr") if "misr" in names else None
     # the shortcut's measures, per data seed: flipped groups of test, and the predictions on the counterfactual twin
     groups, change, moved = [], [], {name: [] for name in names}
     for s, store, twin in zip(c.stores, stores, twins, strict=True):
         keys = s.clip_keys["test"]
-        groups.append(truth(store, "test", keys, modality)[1])
+        y, cue = labels_and_cue(store, "test", keys, modality)
+        groups.append(cue_groups(cue, y))
         twin_test = FeatureStore(twin).load_split("test")  # the counterfactual store: not the test split of any choice
         if list(twin_test.clip_keys) != keys:
             raise MisrError(f"the counterfactual store {twin} holds other test clips than {store}")
-        change.append(float(np.abs(_cue(store, keys, modality) - _cue(twin, keys, modality)).mean()))
+        change.append(float(np.abs(cue - labels_and_cue(twin, "test", keys, modality)[1]).mean()))
         for name in names:
             shifted = [c.contenders[name].predict(store, folder, seed, twin_test) for seed, folder in s.folders[name].items()]
             now = [s.preds["test"][name][seed] for seed in s.folders[name]]
@@ -405,7 +412,7 @@ def report(args: argparse.Namespace) -> None:
 
     table = {}
     for name in names:
-        row = {split: _mean_sd(c, split, name) for split in ("valid", "test")}
+        row = {split: (summary[split][name]["MAE"]["mean"], summary[split][name]["MAE"]["std"]) for split in ("valid", "test")}
         for g, label in ((1, "flipped"), (0, "not flipped")):
             values = [float(per_clip_error(name, i)[groups[i] == g].mean()) for i in range(len(stores))]
             row[label] = (float(np.mean(values)), float(np.std(values)))
@@ -469,19 +476,6 @@ def report(args: argparse.Namespace) -> None:
     print(f"\ntotal time {time.perf_counter() - started:.0f} s ({c.trained} seed(s) trained, {c.reused} read from the cache)")
     if args.json:
         Path(args.json).write_text(json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
-
-
-def _cue(store: Path, keys: list[str], modality: str) -> np.ndarray:
-    from misr.store import FeatureStore
-    from misr.store.schema import UNIMODAL_LABELS
-
-    rows = {r["clip_key"]: r for r in FeatureStore(store).clips().to_pylist() if r["split"] == "test"}
-    return np.array([rows[k][UNIMODAL_LABELS[modality]] for k in keys], dtype=np.float64)
-
-
-def _mean_sd(c: Any, split: str, name: str) -> tuple[float, float]:
-    values = [mae(p, s.labels[split]) for s in c.stores for p in s.preds[split][name].values()]
-    return float(np.mean(values)), float(np.std(values))
 
 
 def main() -> None:
