@@ -14,22 +14,28 @@ from pipelines.cli.common import ParamsOption, SetOption, app, err, load, out, t
 def compare_command(
     stores: list[Path] | None = typer.Argument(
         None,
-        help="feature store(s); several (data sets, or seeds of data) make the intervals hierarchical [default: the active data set's]",
+        help="feature store(s); several (data sets, or seeds of data) make the intervals hierarchical \\[default: the active data set's]",
     ),
     models: list[str] | None = typer.Option(
         None,
         "--models",
         "-M",
-        help="a model.name (misr, late_fusion, misr_no_inv, ...) or mmsa:TFN, mmsa:LMF, ... (repeatable) [default: compare.models]",
+        help="a model.name (misr, late_fusion, misr_no_inv, ...) or mmsa:TFN, mmsa:LMF, ... (repeatable) \\[default: compare.models]",
     ),
     reference: str | None = typer.Option(
-        None, "--reference", "-r", help="the model the others are compared with [default: compare.reference]"
+        None, "--reference", "-r", help="the model the others are compared with \\[default: compare.reference]"
     ),
-    seeds: list[int] | None = typer.Option(None, "--seeds", help="training seeds (repeatable) [default: compare.seeds, else train.seeds]"),
+    seeds: list[int] | None = typer.Option(
+        None, "--seeds", help="training seeds (repeatable) \\[default: compare.seeds, else train.seeds]"
+    ),
     out_dir: Path = typer.Option(Path("compare"), "--out", "-o", help="where comparison.json, .md, .png and predictions.parquet go"),
     cache: Path = typer.Option(Path(".compare-runs"), "--cache", help="trained seeds, reused while settings, store and code are unchanged"),
     workers: int = typer.Option(
-        0, "--workers", "-w", help="trainings side by side, one CPU thread each [default: one per core; 1 on a GPU]"
+        0,
+        "--workers",
+        "-w",
+        show_default=False,
+        help="trainings side by side, one CPU thread each \\[default: one per core; 1 on a GPU]",
     ),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,

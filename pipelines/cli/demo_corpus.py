@@ -12,9 +12,9 @@ from pipelines.cli.common import ParamsOption, SetOption, app, dataset_with, loa
 
 @app.command("demo-corpus", rich_help_panel="Data")
 def demo_corpus_command(
-    out_dir: Path | None = typer.Option(None, "--out", "-o", help="the corpus folder [default: raw_dir of the 'demo' data set]"),
-    n: int | None = typer.Option(None, "--n", help="number of clips [default: data.demo_corpus.n_clips]"),
-    seed: int | None = typer.Option(None, "--seed", help="random seed [default: data.demo_corpus.seed]"),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="the corpus folder \\[default: raw_dir of the 'demo' data set]"),
+    n: int | None = typer.Option(None, "--n", help="number of clips \\[default: data.demo_corpus.n_clips]"),
+    seed: int | None = typer.Option(None, "--seed", help="random seed \\[default: data.demo_corpus.seed]"),
     force: bool = typer.Option(False, "--force", help="write over a folder that already holds files (drops clips added to it)"),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,

@@ -11,12 +11,12 @@ from pipelines.cli.common import ParamsOption, SetOption, app, load, out, table
 
 @app.command("evaluate", rich_help_panel="Pipeline stages (dvc.yaml)")
 def evaluate_command(
-    store: Path | None = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),
+    store: Path | None = typer.Argument(None, help="the feature store \\[default: the active data set's features_dir]"),
     model_dir: Path | None = typer.Option(
-        None, "--model", "-m", help="the folder `misr train` wrote [default: the active data set's models_dir]"
+        None, "--model", "-m", help="the folder `misr train` wrote \\[default: the active data set's models_dir]"
     ),
     out_dir: Path | None = typer.Option(
-        None, "--out", "-o", help="where metrics, plots and the model card go [default: the active data set's eval_dir]"
+        None, "--out", "-o", help="where metrics, plots and the model card go \\[default: the active data set's eval_dir]"
     ),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,

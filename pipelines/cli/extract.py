@@ -12,12 +12,12 @@ from pipelines.cli.common import ParamsOption, SetOption, app, dataset_with, loa
 
 @app.command("extract", rich_help_panel="Pipeline stages (dvc.yaml)")
 def extract_command(
-    raw_dir: Path | None = typer.Argument(None, help="the raw corpus (Raw/ and label.csv) [default: the active data set's raw_dir]"),
-    out_dir: Path | None = typer.Option(None, "--out", "-o", help="the feature store [default: the active data set's features_dir]"),
+    raw_dir: Path | None = typer.Argument(None, help="the raw corpus (Raw/ and label.csv) \\[default: the active data set's raw_dir]"),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="the feature store \\[default: the active data set's features_dir]"),
     strict: bool | None = typer.Option(
-        None, "--strict/--no-strict", help="exit 1 when any clip is quarantined or kept with a modality absent [default: extract.strict]"
+        None, "--strict/--no-strict", help="exit 1 when any clip is quarantined or kept with a modality absent \\[default: extract.strict]"
     ),
-    runner: str | None = typer.Option(None, help="threads or dask [default: extract.runner]"),
+    runner: str | None = typer.Option(None, help="threads or dask \\[default: extract.runner]"),
     dask_address: str | None = typer.Option(None, help="an existing Dask scheduler, e.g. tcp://host:8786"),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,

@@ -12,7 +12,7 @@ from pipelines.cli.common import ParamsOption, SetOption, app, load, out
 @app.command("register", rich_help_panel="Pipeline stages (dvc.yaml)")
 def register_command(
     eval_dir: Path | None = typer.Option(
-        None, "--eval", "-e", help="the folder `misr evaluate` wrote [default: the active data set's eval_dir]"
+        None, "--eval", "-e", help="the folder `misr evaluate` wrote \\[default: the active data set's eval_dir]"
     ),
     repo: Path = typer.Option(Path("."), "--repo", help="the git repository holding dvc.yaml and dvc.lock"),
     commit: bool = typer.Option(False, "--commit", help="commit uncommitted changes first (otherwise refuse)"),

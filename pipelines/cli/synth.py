@@ -16,9 +16,9 @@ LIKE = {"mosi": (5, 20), "mosei": (74, 35)}
 @app.command("synth", rich_help_panel="Pipeline stages (dvc.yaml)")
 def synth_command(
     out_dir: Path | None = typer.Option(
-        None, "--out", "-o", help="the store to create [default: features_dir of the synth data set in params]"
+        None, "--out", "-o", help="the store to create \\[default: features_dir of the synth data set in params]"
     ),
-    seed: int | None = typer.Option(None, help="random seed [default: data.synth.seed]"),
+    seed: int | None = typer.Option(None, help="random seed \\[default: data.synth.seed]"),
     n_train: int | None = typer.Option(None, "--n-train", help="clips in the train split"),
     n_valid: int | None = typer.Option(None, "--n-valid", help="clips in the valid split"),
     n_test: int | None = typer.Option(None, "--n-test", help="clips in the test split"),

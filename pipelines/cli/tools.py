@@ -19,7 +19,7 @@ def params_command(params: Path = ParamsOption, set_: list[str] | None = SetOpti
 
 @app.command("inspect", rich_help_panel="Tools")
 def inspect_command(
-    store: Path | None = typer.Argument(None, help="a feature store [default: the active data set's features_dir]"),
+    store: Path | None = typer.Argument(None, help="a feature store \\[default: the active data set's features_dir]"),
     split: str | None = typer.Option(None, help="also load this split into padded tensors and show their shapes"),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,
@@ -105,7 +105,7 @@ def export_mmsa_command(
 def predict_command(
     video: Path = typer.Argument(..., help="a video file, or a folder of them"),
     text: str | None = typer.Option(None, "--text", "-t", help="the transcript (without it, text counts as missing)"),
-    model: str = typer.Option("", "--model", "-m", help="a stage (prod), a version (v0.0.2) or a model folder [default: register.stage]"),
+    model: str = typer.Option("", "--model", "-m", help="a stage (prod), a version (v0.0.2) or a model folder \\[default: register.stage]"),
     repo: Path = typer.Option(Path("."), "--repo", help="the repository holding the model registry"),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,

@@ -12,9 +12,9 @@ from pipelines.cli.common import ParamsOption, SetOption, app, load, out, progre
 
 @app.command("train", rich_help_panel="Pipeline stages (dvc.yaml)")
 def train_command(
-    store: Path | None = typer.Argument(None, help="the feature store [default: the active data set's features_dir]"),
+    store: Path | None = typer.Argument(None, help="the feature store \\[default: the active data set's features_dir]"),
     out_dir: Path | None = typer.Option(
-        None, "--out", "-o", help="where checkpoints, summary.json and logs go [default: the active data set's models_dir]"
+        None, "--out", "-o", help="where checkpoints, summary.json and logs go \\[default: the active data set's models_dir]"
     ),
     no_flow: bool = typer.Option(False, "--no-flow", help="train without Prefect (torchrun ranks always do)"),
     params: Path = ParamsOption,
