@@ -39,6 +39,7 @@ from misr.compare.base import Contender, own_visual
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.store import FeatureStore, SplitData
+from misr.store.read import to_numpy
 from misr.util.atomic import write_pickle
 
 EXTRA_HINT = "pip install '.[mmsa]' (MMSA 2.2.1 and what it needs)"
@@ -126,7 +127,7 @@ class MmsaModel(Contender):
 
         store = FeatureStore(store_dir)
         rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
-        entry = self.entry(store, as_numpy(data), rows)
+        entry = self.entry(store, to_numpy(data), rows)
         with tempfile.TemporaryDirectory(dir=folder) as tmp, adapted():
             features = Path(tmp) / "features.pkl"
             write_pickle(features, {"test": entry})
@@ -217,29 +218,6 @@ def encoder_states(folder: Path, ids: np.ndarray, mask: np.ndarray, batch: int =
         m = torch.as_tensor(mask[start : start + batch], dtype=torch.long)
         out.append((model(input_ids=i, attention_mask=m).last_hidden_state * m[..., None]).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, ids.shape[1], model.config.hidden_size), dtype=np.float32)
-
-
-def as_numpy(data: SplitData) -> SplitData:
-    """A torch `SplitData` as numpy (MMSA's entries are numpy arrays)."""
-    import dataclasses
-
-    def arr(x: Any) -> Any:
-        return x.numpy() if isinstance(x, torch.Tensor) else x
-
-    def seq(s: Any) -> Any:
-        return None if s is None else dataclasses.replace(s, values=arr(s.values), lengths=arr(s.lengths))
-
-    text = data.text
-    if text is not None:
-        text = dataclasses.replace(text, input_ids=arr(text.input_ids), attention_mask=arr(text.attention_mask), hidden=seq(text.hidden))
-    return dataclasses.replace(
-        data,
-        labels=arr(data.labels),
-        unimodal_labels={k: arr(v) for k, v in data.unimodal_labels.items()},
-        text=text,
-        audio=seq(data.audio),
-        visual=seq(data.visual),
-    )
 
 
 def is_plain(v: Any) -> bool:

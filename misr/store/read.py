@@ -282,6 +282,37 @@ def _gather_absent(parts: Sequence[_Part], where: Mapping[str, tuple[int, int]],
     return np.fromiter((flags[where[k][0]][where[k][1]] for k in keys), dtype=bool, count=len(keys))
 
 
+def to_numpy(data: SplitData) -> SplitData:
+    """A torch `SplitData` as numpy arrays (sharing memory), in a new object: the input, which callers may share,
+    is left as it is. Arrays already numpy pass through."""
+    import dataclasses
+
+    def arr(x: Any) -> Any:
+        return x.numpy() if hasattr(x, "numpy") else x
+
+    def seq(s: Any) -> Any:
+        return None if s is None else dataclasses.replace(s, values=arr(s.values), lengths=arr(s.lengths))
+
+    text = data.text
+    if text is not None:
+        text = dataclasses.replace(
+            text,
+            input_ids=arr(text.input_ids),
+            attention_mask=arr(text.attention_mask),
+            lengths=arr(text.lengths),
+            hidden=seq(text.hidden),
+        )
+    return dataclasses.replace(
+        data,
+        labels=arr(data.labels),
+        unimodal_labels={m: arr(v) for m, v in data.unimodal_labels.items()},
+        absent={m: arr(v) for m, v in data.absent.items()},
+        text=text,
+        audio=seq(data.audio),
+        visual=seq(data.visual),
+    )
+
+
 def to_torch(data: SplitData) -> SplitData:
     import torch
 
