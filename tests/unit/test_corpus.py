@@ -97,4 +97,44 @@ def test_a_bare_carriage_return_is_a_line_end_and_the_other_rows_go_on(tmp_path)
     raw = corpus(tmp_path, [b"v,0,good,1,train\n", b"v,1,one\rtwo,1,train\n", b'v,2,"three\rfour",1,test\n'], ("v/0", "v/1", "v/2"))
     clips, problems = read_corpus(raw)
     assert [(c.key, c.text) for c in clips] == [("v$_$0", "good"), ("v$_$2", "three\rfour")]
-    assert [p["error"] for p in problems] == ["BadSplit", "BadSplit"]  # 'v,1,one' and 'two,1,train': no mode
+    assert [p["error"] for p in problems] == ["FieldCount", "FieldCount"]  # 'v,1,one' and 'two,1,train': 3 fields of 5
+
+
+def test_a_row_with_more_fields_than_the_header_is_quarantined_not_cut(tmp_path):
+    """An unquoted comma in a transcript once cut it silently ("not mediocre and, not good at all, terrible" was
+    stored as "not mediocre and") when the text column came last."""
+    raw = tmp_path / "raw"
+    for cid in ("0", "1", "2"):
+        (raw / "Raw" / "v").mkdir(parents=True, exist_ok=True)
+        (raw / "Raw" / "v" / f"{cid}.mp4").write_bytes(b"x")
+    (raw / "label.csv").write_text(
+        "video_id,clip_id,label,mode,text\n"
+        "v,0,1.0,train,fine\n"
+        "v,1,-2.0,train,not mediocre and, not good at all, terrible\n"
+        'v,2,-2.0,test,"quoted, as it should be"\n'
+        "v,3,1.0\n"
+    )
+    clips, problems = read_corpus(raw)
+    assert [(c.key, c.text) for c in clips] == [("v$_$0", "fine"), ("v$_$2", "quoted, as it should be")]
+    assert [(p["clip_key"], p["error"]) for p in problems] == [("v$_$1", "FieldCount"), ("v$_$3", "FieldCount")]
+    assert problems[0]["message"].startswith("label.csv line 3: 7 fields where the header has 5")
+
+
+def test_a_header_without_rows_is_a_clear_error(tmp_path):
+    raw = corpus(tmp_path, [])
+    with pytest.raises(MisrError, match="has a header but no clip rows"):
+        read_corpus(raw)
+
+
+def test_ids_match_folders_with_spaces_and_other_unicode_normal_forms(tmp_path):
+    """A folder named ' lead' was 'not found' (ids were trimmed), and an NFC id missed its NFD folder (macOS)."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    raw = corpus(tmp_path, [b" lead,0,good,1,train\n", "café,0,good,1,train\n".encode(), b" v , 1 ,good,1,train\n"], ("v/1",))
+    for folder in (" lead", nfd):
+        (raw / "Raw" / folder).mkdir()
+        (raw / "Raw" / folder / "0.mp4").write_bytes(b"x")
+    clips, problems = read_corpus(raw)
+    assert problems == []
+    assert [(c.key, c.path.parent.name) for c in clips] == [(" lead$_$0", " lead"), ("café$_$0", nfd), ("v$_$1", "v")]

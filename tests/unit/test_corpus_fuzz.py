@@ -92,9 +92,11 @@ def test_label_csv_rows(goods, bads, missing_file, encoding, delimiter, crlf, ex
             clips, problems = read_corpus(root)
         except MisrError as exc:  # only what makes every row unreadable is an error for the whole file
             message = str(exc)
-            assert (extra_header == ["label"] and "more than once" in message) or (delimiter != "," and "lacks the column" in message), (
-                message
-            )
+            assert (
+                (extra_header == ["label"] and "more than once" in message)
+                or (delimiter != "," and "lacks the column" in message)
+                or (not rows and "has a header but no clip rows" in message)
+            ), message
             return
         assert delimiter == "," and extra_header != ["label"]  # those cannot be read as a corpus
         # every row is either a clip or a quarantine record, and each says why in text that can be stored
@@ -109,6 +111,37 @@ def test_label_csv_rows(goods, bads, missing_file, encoding, delimiter, crlf, ex
         kept = {c.key for c in clips}
         if encoding != "latin-1" or all(t.isascii() for t in (r["text"] for r in goods)):
             assert expected <= kept, (expected - kept, problems)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@FUZZ
+@example(content=b"video_id,clip_id,label,mode,text\nv,0,1,train,not mediocre and, not good at all, terrible\n")
+@example(content=b"video_id,clip_id,text,label,mode\n")
+@given(
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.sampled_from([b"v", b"0", b"1.5", b"train", b"test", b"a b", b'"', b",", b"\n", b"\r", b"\xff", b" "]), max_size=40
+        ).map(lambda parts: b"video_id,clip_id,text,label,mode\n" + b"".join(parts)),
+    )
+)
+def test_any_label_csv_bytes_give_clips_and_reasons_or_one_clear_error(content):
+    """Whatever label.csv holds: every row a clip or a quarantine record, or one MisrError (the CLI's `error:`
+    line); never another exception, and never a clip whose fields were shifted or cut."""
+    root = Path(tempfile.mkdtemp(prefix="misr-fuzz-"))
+    try:
+        (root / "Raw" / "v").mkdir(parents=True)
+        (root / "Raw" / "v" / "0.mp4").write_bytes(b"x")
+        (root / "label.csv").write_bytes(content)
+        try:
+            clips, problems = read_corpus(root)
+        except MisrError as exc:
+            assert exc.message.strip() and "\n" not in exc.message
+            return
+        for c in clips:
+            assert c.key == "v$_$0" and c.split in ("train", "valid", "test") and math.isfinite(c.label)
+        assert all(p["message"].startswith("label.csv line ") for p in problems)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -210,3 +210,41 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     with fs.lock():  # released
         pass
     assert (tmp_path / ".store.write.lock").exists() and not (tmp_path / "store").exists()  # beside the DVC output, not in it
+
+
+def test_a_clip_in_two_splits_is_refused_by_every_reader(filled):  # noqa: F811
+    """A hand-edited clips.parquet with one clip in train and in test once trained silently: a leak of test."""
+    fs, _, _ = filled
+
+    def leak(t):
+        row = t.slice(0, 1).to_pylist()[0]
+        assert row["split"] == "train"
+        return pa.concat_tables([t, pa.Table.from_pylist([{**row, "split": "test"}], schema=t.schema)])
+
+    rewrite(fs.clips_path, leak)
+    for read in (lambda: fs.load_split("train"), lambda: SplitStream(fs, "train"), fs.describe):
+        with pytest.raises(StoreError, match=r"1 clip\(s\) \(v0\$_\$0 \(train, test\)\) appear in more than one row"):
+            read()
+    with pytest.raises(StoreError, match="appear in more than one row"):
+        fs.load_split("test")
+
+
+def test_one_lock_per_folder_however_it_is_spelled_and_for_the_longest_legal_name(tmp_path):
+    """Two writers through a folder and a link to it once both ran, with two lock files; a 248-character
+    store name failed at its lock file."""
+    from misr.util.lock import Busy
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with FeatureStore(tmp_path / "real" / "store").lock():
+        for other in (tmp_path / "link" / "store", tmp_path / "link" / ".." / "real" / "store"):
+            with pytest.raises(Busy):
+                with FeatureStore(other).lock():
+                    pass
+    long = tmp_path / ("s" * 248)
+    with FeatureStore(long).lock():
+        with pytest.raises(Busy):
+            with FeatureStore(long).lock():
+                pass
+    with FeatureStore(long).lock():
+        pass
