@@ -250,6 +250,13 @@ class FeaturesConfig(Section):
     text: TextFeatures = Field(default_factory=TextFeatures)
     audio: AudioFeatures = Field(default_factory=AudioFeatures)
     visual: VisualFeatures = Field(default_factory=VisualFeatures)
+    max_gap_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=86400,
+        description="a limit, not a feature: the longest stretch without a video frame or audio sample (a late start, a hole) "
+        "that extraction fills; a clip with a longer one is quarantined, so a small file cannot stand for hours",
+    )
 
     @model_validator(mode="before")
     @classmethod

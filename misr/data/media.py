@@ -42,6 +42,7 @@ class Audio:
     samples: np.ndarray  # mono float32; sample 0 is the timeline's origin; zeros where the track has no data
     sample_rate: int
     missing: list[tuple[int, int]]  # [start, end) sample ranges with no data (before the track starts, gaps)
+    track: int = 0  # which of the file's audio tracks
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,40 @@ _LUMA_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj4
 _TV_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 
 
-def luma(frame) -> np.ndarray:
-    """A decoded frame as a C-contiguous grayscale uint8 image [H, W] (dlib misreads strided rows)."""
+# The longest stretch of a clip's timeline without a new video frame or audio sample (a stream that starts
+# late, a hole) that reading fills in. A longer one is refused: a few KB whose two frames lie ten hours apart
+# must not become a million analysed frames or hours of silence. params.yaml: features.max_gap_seconds.
+MAX_GAP_SECONDS = 30.0
+
+
+def _gap_error(stage: str, kind: str, path: Path, what: str, seconds: float, limit: float) -> ClipError:
+    return ClipError(
+        stage, kind, f"{path}: {what} {seconds:.1f} s with no data, over the {limit:g} s limit (features.max_gap_seconds; raise it for such recordings)"
+    )
+
+
+def display_turns(frame) -> int:
+    """Quarter turns counter-clockwise that show the frame as meant: phones store frames sideways and say so in
+    a display matrix (PyAV's `frame.rotation`, counter-clockwise degrees), rounded to the nearest right angle."""
+    try:
+        degrees = float(frame.rotation or 0)
+    except (AttributeError, ValueError, TypeError):
+        return 0
+    return int(round(degrees / 90.0)) % 4
+
+
+def luma(frame, turns: int = 0) -> np.ndarray:
+    """A decoded frame as a C-contiguous grayscale uint8 image [H, W] (dlib misreads strided rows), turned
+    `turns` quarter turns counter-clockwise (`display_turns`)."""
     name = frame.format.name
     if name not in _LUMA_FORMATS:
-        return np.ascontiguousarray(frame.to_ndarray(format="gray"))
-    plane = frame.planes[0]
-    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-    full_range = name.startswith("yuvj") or int(frame.color_range or 0) == 2  # AVCOL_RANGE_JPEG
-    return np.ascontiguousarray(rows) if full_range else _TV_TO_FULL[rows]
+        gray = frame.to_ndarray(format="gray")
+    else:
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        full_range = name.startswith("yuvj") or int(frame.color_range or 0) == 2  # AVCOL_RANGE_JPEG
+        gray = rows if full_range else _TV_TO_FULL[rows]
+    return np.ascontiguousarray(np.rot90(gray, turns) if turns else gray)
 
 
 class VideoStream:
@@ -106,13 +132,18 @@ class VideoStream:
     yielded, so the first chunk's first frame is output frame `leading`. When every frame is kept, time
     stamps are read with half a frame of tolerance, so jitter (millisecond time bases) neither drops
     nor repeats a frame.
+    Frames are turned upright as the file's display matrix says (phone video is stored sideways), before
+    anything looks at them; `rotation` says by how much. A stretch without frames longer than `max_gap`
+    seconds (at the start or between two frames) is a ClipError: work is bounded by what the file holds.
     `duration` (where the video ends on the timeline), `n_frames` and `leading` are known once the chunks
     have been read; a damaged tail ends the stream early with what decoded, as FFmpeg players do
     (`partial` says so).
     """
 
-    def __init__(self, path: Path, target_fps: float | None = None, stage: str = "visual", chunk: int = 64):
-        self.path, self.stage, self.chunk = path, stage, max(1, int(chunk))
+    def __init__(
+        self, path: Path, target_fps: float | None = None, stage: str = "visual", chunk: int = 64, max_gap: float = MAX_GAP_SECONDS
+    ):
+        self.path, self.stage, self.chunk, self.max_gap = path, stage, max(1, int(chunk)), float(max_gap)
         self._container = _open(path, stage)
         if not self._container.streams.video:
             self._container.close()
@@ -125,6 +156,7 @@ class VideoStream:
         self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
         self.origin = timeline_origin(self._container)
         self.n_frames, self.leading, self.duration, self.partial = 0, 0, 0.0, False
+        self.rotation = 0  # degrees counter-clockwise applied to every frame (the display matrix's), known after the first
 
     def __enter__(self) -> VideoStream:
         return self
@@ -158,24 +190,32 @@ class VideoStream:
         # sampled: output frame k is exactly the frame on screen at k / fps
         due = 1e-6 if self.sampled else 0.5 * step
         held = None  # the decoded frame on screen until the current one
+        turns = 0
+        last = 0.0  # the previous frame's time on the timeline (the timeline's origin before the first)
         next_k = 0  # the next output frame, due at time next_k / fps on the timeline
         try:
             for i, frame in enumerate(self._container.decode(self._stream)):
                 t = (float(frame.time) if frame.time is not None else start + i * step) - self.origin
+                if t - last > self.max_gap:  # time stamps, not the declared frame rate (a file can declare 0.003 fps)
+                    what = "the video starts after" if held is None else "a gap in the video of"
+                    raise _gap_error(self.stage, "VideoGap", self.path, what, t - last, self.max_gap)
+                last = max(last, t)
                 self.duration = max(self.duration, t + step)
                 shown = t - due
                 if held is None:
+                    turns = display_turns(frame)
+                    self.rotation = 90 * turns
                     while next_k / self.fps < shown:  # before the video's first frame: no picture
                         self.leading, next_k = self.leading + 1, next_k + 1
                 elif next_k / self.fps < shown:
                     # a gap in the time stamps: the frame still on screen fills the output times before this one
-                    image = luma(held)
+                    image = luma(held, turns)
                     while next_k / self.fps < shown:
                         self.n_frames, next_k = self.n_frames + 1, next_k + 1
                         yield image
                 if next_k / self.fps < shown + step:  # an output time falls while this frame is shown
                     self.n_frames, next_k = self.n_frames + 1, next_k + 1
-                    yield luma(frame)
+                    yield luma(frame, turns)
                 held = frame
         except av.FFmpegError as exc:
             if self.n_frames == 0:
@@ -183,9 +223,9 @@ class VideoStream:
             self.partial = True
 
 
-def read_video(path: Path, target_fps: float | None = None, stage: str = "visual") -> Video:
+def read_video(path: Path, target_fps: float | None = None, stage: str = "visual", max_gap: float = MAX_GAP_SECONDS) -> Video:
     """Every analysed frame of a short clip in memory (tests and tools; extraction streams with `VideoStream`)."""
-    with VideoStream(path, target_fps, stage) as stream:
+    with VideoStream(path, target_fps, stage, max_gap=max_gap) as stream:
         frames = [f for chunk in stream.chunks() for f in chunk]
         return Video(frames, stream.fps, stream.duration, stream.leading)
 
@@ -194,15 +234,46 @@ def read_video(path: Path, target_fps: float | None = None, stage: str = "visual
 AUDIO_GAP_SECONDS = 0.01
 
 
-def read_audio(path: Path, sample_rate: int, stage: str = "audio") -> Audio:
-    """The first audio track, mixed to mono float32 at `sample_rate`, placed on the clip's timeline."""
+def read_audio(path: Path, sample_rate: int, stage: str = "audio", max_gap: float = MAX_GAP_SECONDS) -> Audio:
+    """The clip's audio, mixed to mono float32 at `sample_rate`, placed on the clip's timeline.
+
+    With several audio tracks (an mkv with commentary, a muted track first), the first that is not
+    silent; when all are silent or unreadable, the first's result or error. A stretch without samples
+    longer than `max_gap` seconds is a ClipError, as in the video.
+    """
+    container = _open(path, stage)
+    try:
+        tracks = len(container.streams.audio)
+    finally:
+        container.close()
+    if not tracks:
+        raise ClipError(stage, "NoAudioTrack", f"{path} has no audio track")
+    first: Audio | ClipError | None = None
+    for index in range(tracks):
+        try:
+            audio = _read_track(path, index, sample_rate, stage, max_gap)
+        except ClipError as exc:
+            first = exc if first is None else first
+            continue
+        if tracks == 1 or np.abs(audio.samples).max(initial=0.0) > SILENT_PEAK:
+            return audio
+        first = audio if first is None else first
+    if isinstance(first, ClipError):
+        raise first
+    assert first is not None
+    return first
+
+
+# A track whose every sample stays under this (about -80 dBFS) holds no sound: another track is preferred.
+SILENT_PEAK = 1e-4
+
+
+def _read_track(path: Path, index: int, sample_rate: int, stage: str, max_gap: float) -> Audio:
     import av
 
     container = _open(path, stage)
     try:
-        if not container.streams.audio:
-            raise ClipError(stage, "NoAudioTrack", f"{path} has no audio track")
-        stream = container.streams.audio[0]
+        stream = container.streams.audio[index]
         origin = timeline_origin(container)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
@@ -218,6 +289,9 @@ def read_audio(path: Path, sample_rate: int, stage: str = "audio") -> Audio:
                 t = float(frame.time) - origin if frame.time is not None else end or 0.0
                 if end is None and t < 0:
                     early = int(round(-t * sample_rate))
+                if t - (end or 0.0) > max_gap:
+                    what = "the audio starts after" if end is None else "a gap in the audio of"
+                    raise _gap_error(stage, "AudioGap", path, what, t - (end or 0.0), max_gap)
                 if end is None or t - end > AUDIO_GAP_SECONDS:  # the track starts late, or has a hole
                     silence = int(round(t * sample_rate)) - placed
                     if silence > 0:
@@ -239,7 +313,7 @@ def read_audio(path: Path, sample_rate: int, stage: str = "audio") -> Audio:
         if heard < sample_rate // 20:
             raise ClipError(stage, "EmptyAudio", f"{path}: the audio track is shorter than 50 ms")
         samples = np.concatenate(chunks).astype(np.float32, copy=False)[early:]
-        return Audio(samples, sample_rate, _merged([(max(0, a - early), b - early) for a, b in missing if b > early]))
+        return Audio(samples, sample_rate, _merged([(max(0, a - early), b - early) for a, b in missing if b > early]), index)
     finally:
         container.close()
 

@@ -62,7 +62,7 @@ class LibrosaExtractor(Extractor):
         return names
 
     def extract(self, clip: Clip) -> dict[str, Any]:
-        audio = read_audio(clip.path, self.cfg.sample_rate)
+        audio = read_audio(clip.path, self.cfg.sample_rate, max_gap=self.settings.max_gap_seconds)
         frames = self.features(audio.samples, audio.missing)
         return {"clip_key": clip.key, "frames": frames, "frame_rate": self.cfg.frame_rate}
 

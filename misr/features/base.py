@@ -21,7 +21,7 @@ from misr.data.corpus import Clip
 from misr.store import ExtractorInfo
 
 # ClipError kinds that mean "this clip has no such modality", not "this file is broken"
-MISSING_MODALITY = frozenset({"NoAudioTrack", "EmptyAudio", "NoFace", "EmptyTranscript"})
+MISSING_MODALITY = frozenset({"NoAudioTrack", "EmptyAudio", "NoVideoTrack", "NoFace", "EmptyTranscript"})
 
 
 class Extractor:

@@ -81,7 +81,9 @@ class PyFeatExtractor(Extractor):
 
         if self._detector is None:
             self._detector = Detector(au_model="xgb")
-        with VideoStream(clip.path, chunk=1) as video:  # decodability and the native frame rate, with our clear errors
+        with VideoStream(
+            clip.path, chunk=1, max_gap=self.settings.max_gap_seconds
+        ) as video:  # decodability and the native frame rate, with our clear errors
             next(iter(video.chunks()))
             source_fps = video.source_fps
         skip = max(0, int(round(source_fps / self.cfg.frame_rate)) - 1)

@@ -70,8 +70,9 @@ def feature_names() -> list[str]:
 class LandmarkExtractor(Extractor):
     name = "landmarks"
     modality = "visual"
-    version = "5"  # 3: head pose from rigid points (no flips); 4: the timeline, one person per clip;
-    # 5: unclipped activations, lip corners against the nose base, per-clip quantiles and face descriptor
+    version = "6"  # 3: head pose from rigid points (no flips); 4: the timeline, one person per clip;
+    # 5: unclipped activations, lip corners against the nose base, per-clip quantiles and face descriptor;
+    # 6: frames turned upright by the file's display matrix (phone video) before any face analysis
 
     def __init__(self, features):
         super().__init__(features)
@@ -86,14 +87,14 @@ class LandmarkExtractor(Extractor):
     def extract(self, clip: Clip) -> dict[str, Any]:
         # frames stream through the tracker and the feature computation a chunk at a time
         parts, n_frames = [], 0
-        with VideoStream(clip.path, self.cfg.frame_rate) as video:
+        with VideoStream(clip.path, self.cfg.frame_rate, max_gap=self.settings.max_gap_seconds) as video:
             tracker = FaceTracker(self.cfg.detect_every)
             for chunk in video.chunks():
                 landmarks, found = tracker.track(chunk)
                 parts.append(frame_features(landmarks, found, chunk.shape[2], chunk.shape[1]))
                 n_frames += len(chunk)
             fps = video.fps
-            leading = video.leading
+            leading, rotation = video.leading, video.rotation
             identity_changes = tracker.identity_changes
             # one descriptor per video is enough to tell which videos show one person (~0.1 s a face)
             descriptor = tracker.descriptor() if clip.first_in_video else None
@@ -107,6 +108,7 @@ class LandmarkExtractor(Extractor):
             "frame_rate": fps,
             "face_ratio": float(frames[:, 0].mean()),
             "identity_changes": identity_changes,
+            "rotation": rotation,
             "au_quantiles": au_quantiles(frames),
             "face_descriptor": descriptor,
         }

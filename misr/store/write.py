@@ -119,6 +119,7 @@ def _sequence_table(modality: str, records: Sequence[Mapping[str, Any]], info: E
     if modality == "visual":
         cols["face_ratio"] = pa.array([float(r.get("face_ratio", 1.0)) for r in records], pa.float32())
         cols["identity_changes"] = pa.array([int(r.get("identity_changes", 0)) for r in records], pa.int32())
+        cols["rotation"] = pa.array([int(r.get("rotation", 0)) for r in records], pa.int16())  # degrees the frames were turned
         # what a per-person neutral baseline is built from (the landmark extractor; null from others)
         cols["au_quantiles"] = _optional_vectors(records, "au_quantiles")
         cols["face_descriptor"] = _optional_vectors(records, "face_descriptor")

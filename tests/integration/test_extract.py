@@ -195,6 +195,10 @@ def test_every_bad_input_is_quarantined_missing_modalities_are_kept_absent_and_g
     add("emptytext", text="   ")
     make_video(videos / "nothing.mp4", with_audio=False, with_face=False)
     add("nothing", text="")
+    from tests.integration.test_audio_tracks import tone, write_audio
+
+    write_audio(videos / "audioonly.mkv", [tone(1.0, 150)])  # kept with the visual modality absent, as a silent clip is
+    add("audioonly")
     add("notanumber", label="very positive")
     add("outofrange", label="4.5")
     add("badsplit", mode="dev")
@@ -237,16 +241,18 @@ def test_every_bad_input_is_quarantined_missing_modalities_are_kept_absent_and_g
     # a clip without an audio track, without a face or with an empty transcript is kept, that modality marked absent
     absent = {m: {k.split("$_$")[1]: why for k, why in fs.absent(m).items()} for m in ("text", "audio", "visual")}
     assert set(absent["audio"]) == {"silent", "nothing"} and absent["audio"]["silent"].startswith("NoAudioTrack: ")
-    assert set(absent["visual"]) == {"faceless", "nothing"} and absent["visual"]["faceless"].startswith("NoFace: ")
+    assert set(absent["visual"]) == {"faceless", "nothing", "audioonly"} and absent["visual"]["faceless"].startswith("NoFace: ")
+    assert absent["visual"]["audioonly"].startswith("NoVideoTrack: ")
     assert set(absent["text"]) == {"emptytext", "nothing"} and absent["text"]["emptytext"].startswith("EmptyTranscript: ")
-    assert summary["absent"] == {"text": 1, "audio": 1, "visual": 1} and summary["complete"] == 7
+    assert summary["absent"] == {"text": 1, "audio": 1, "visual": 2} and summary["complete"] == 8
     assert ("kept without audio (marked absent)", 1) in summary_rows(summary)
     splits = {s: fs.load_split(s) for s in {r["mode"] for r in good}}
-    assert sum(len(d) for d in splits.values()) == 7  # every good clip, and the three with a modality absent
+    assert sum(len(d) for d in splits.values()) == 8  # every good clip, and the four with a modality absent
     flags = {k.split("$_$")[1]: {m: bool(d.absent[m][i]) for m in d.absent} for d in splits.values() for i, k in enumerate(d.clip_keys)}
     assert flags["silent"] == {"text": False, "audio": True, "visual": False}
     assert flags["emptytext"] == {"text": True, "audio": False, "visual": False}
-    assert fs.describe()["absent"] == {"text": 1, "audio": 1, "visual": 1}
+    assert flags["audioonly"] == {"text": False, "audio": False, "visual": True}
+    assert fs.describe()["absent"] == {"text": 1, "audio": 1, "visual": 2}
 
 
 @pytest.mark.slow

@@ -279,3 +279,84 @@ def test_in_a_group_the_tracker_keeps_the_person_it_started_with():
     assert (np.linalg.norm(np.diff(centres, axis=0), axis=1) < width).all()  # no jump to another face
     record = LandmarkExtractor(params().features).extract(Clip("v$_$g", "v", "g", path, "", "test", 0.0))
     assert record["identity_changes"] == 0
+
+
+# ------------------------------------------------------------------------------------ phone video, hostile time stamps
+
+
+def turned_copy(src: Path, out: Path, degrees: int, frames: int = 60) -> None:
+    """`src`'s first frames stored as a phone stores them: turned by -degrees, with a display matrix saying
+    to turn them back by +degrees (counter-clockwise) when shown; degrees 0 is the upright re-encoded copy."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(out), "w", format="mp4") as dst:
+        stream = None
+        for i, frame in enumerate(inp.decode(video=0)):
+            if i == frames:
+                break
+            stored = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), -(degrees // 90)))
+            if stream is None:
+                stream = dst.add_stream("libx264", rate=30)
+                stream.height, stream.width = stored.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"preset": "ultrafast", "crf": "12"}
+                stream.set_display_rotation(degrees)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+
+
+def face_coverage(path: Path) -> tuple[float, tuple[int, int], int, np.ndarray]:
+    from misr.data.media import VideoStream
+    from misr.features.visual import FaceTracker
+
+    found, shape, first = [], None, None
+    with VideoStream(path, 25) as video:
+        tracker = FaceTracker(5)
+        for chunk in video.chunks():
+            first = chunk[0] if first is None else first
+            found.extend(tracker.track(chunk)[1])
+            shape = chunk.shape[1:]
+        return float(np.mean(found)), shape, video.rotation, first
+
+
+@pytest.mark.parametrize("degrees", [90, 270, 180])
+def test_a_phone_clip_stored_sideways_is_analysed_upright(tmp_path, degrees):
+    """Frames stored sideways with a display matrix (phone video) were analysed sideways: a face in 51-73%
+    of frames against 100% upright. Turned upright before the tracker, coverage is within 2% of the upright
+    copy's, and the frames are the upright copy's frames."""
+    src = FACES / "speech_frontal_man_3_settings_audio_starts_late.mp4"
+    turned_copy(src, tmp_path / "upright.mp4", 0)
+    turned_copy(src, tmp_path / "turned.mp4", degrees)
+    upright, upright_shape, none, upright_first = face_coverage(tmp_path / "upright.mp4")
+    turned, turned_shape, rotation, turned_first = face_coverage(tmp_path / "turned.mp4")
+    assert none == 0 and rotation == degrees
+    assert turned_shape == upright_shape == (540, 960)
+    assert np.abs(turned_first.astype(int) - upright_first).mean() < 3  # the same picture, up to compression
+    assert upright > 0.9 and abs(turned - upright) <= 0.02, (upright, turned)
+
+
+def test_two_frames_ten_minutes_apart_are_refused_not_analysed_as_fifteen_thousand(tmp_path):
+    """A 30 KB file whose two frames lie 600 s apart was analysed as 15,001 frames: work must follow the
+    content, not the time stamps. Over features.max_gap_seconds it is a ClipError; under it, it is filled."""
+    import av
+
+    from misr.data.media import ClipError, VideoStream
+
+    path = tmp_path / "gap.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width, stream.pix_fmt = 32, 32, "yuv420p"
+        for pts in (0, 600 * 25):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with VideoStream(path, 25) as video, pytest.raises(ClipError, match=r"a gap in the video of 600\.0 s .* over the 30 s limit") as err:
+        list(video.chunks())
+    assert err.value.kind == "VideoGap"
+    with VideoStream(path, 25, max_gap=700) as video:  # a user who means it raises the limit
+        assert sum(len(c) for c in video.chunks()) >= 2
