@@ -196,6 +196,12 @@ class DataConfig(Section):
     datasets: dict[str, DatasetConfig]
     synth: SynthConfig = Field(default_factory=SynthConfig)
     demo_corpus: DemoCorpusConfig = Field(default_factory=DemoCorpusConfig)
+    import_max_elements: int = Field(
+        200_000_000,
+        ge=1000,
+        description="a limit: `misr import-mmsa` refuses a file whose lists hold more values than this with shared "
+        "references expanded (a small hostile pickle can expand to billions); raise it for a genuine file of nested lists",
+    )
 
     @model_validator(mode="before")
     @classmethod

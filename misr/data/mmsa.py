@@ -49,24 +49,110 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise Refused(f"{module}.{name}")
 
 
-def load(path: str | Path) -> dict[str, Any]:
+# The most values that the nested lists and tuples of an MMSA file may hold once shared references are
+# counted every time they appear (numpy arrays count once: their bytes are in the file). params.yaml:
+# data.import_max_elements. A 1 MB pickle of lists that share their items ("billion laughs") would
+# otherwise expand to billions of values when converted to arrays.
+MAX_ELEMENTS = 200_000_000
+
+
+def load(path: str | Path, max_elements: int = MAX_ELEMENTS) -> dict[str, Any]:
+    """The file's dict, after its declared sizes and its expanded size were checked against what it holds."""
     path = Path(path)
     if not path.exists():
         raise MisrError(f"no MMSA feature file at {path}")
+    if not path.is_file():
+        raise MisrError(f"{path} is not a regular file", hint="an MMSA feature file is a .pkl file")
     try:
         with open(path, "rb") as fh:
-            data = RestrictedUnpickler(fh).load()
+            _check_declared_sizes(path, fh)
+            fh.seek(0)
+            data = RestrictedUnpickler(_Bounded(fh)).load()
     except Refused as exc:
         raise MisrError(
             f"refused to load {path}: it asks for {exc}, and an MMSA feature file may hold only numpy arrays, "
             "numpy scalars and plain containers",
             hint="a pickle that imports other objects can run code; obtain the file from a source you trust",
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise MisrError(f"{path} is not a readable pickle ({exc})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
+        raise MisrError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or not any(s in data for s in SPLITS):
         raise MisrError(f"{path} is not an MMSA feature file: expected a dict with train/valid/test")
+    total = expanded_size(data, max_elements)
+    if total > max_elements:
+        raise MisrError(
+            f"refused to load {path}: its lists expand to more than {max_elements:,} values (shared references counted "
+            "each time they appear), far more than its bytes hold",
+            hint="a hostile or broken file; for a genuine file of nested lists raise data.import_max_elements",
+        )
     return data
+
+
+class _Bounded:
+    """A file as the unpickler reads it, never asked for more than the file still holds: a pickle that
+    declares a 1 TiB string reads as truncated instead of allocating 1 TiB."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.size = os.fstat(fh.fileno()).st_size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.fh.tell())
+        return self.fh.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, buffer) -> int:
+        return self.fh.readinto(buffer)
+
+    def readline(self) -> bytes:
+        return self.fh.readline()
+
+
+def _check_declared_sizes(path: Path, fh) -> None:
+    """Every length the pickle declares (strings, bytes, frames) fits in what is left of the file."""
+    import pickletools
+
+    try:
+        for _ in pickletools.genops(_Bounded(fh)):
+            pass
+    except ValueError as exc:  # "expected N bytes in a bytes8, but only M remain", a bad opcode
+        raise MisrError(f"{path} is not a readable pickle: {exc}", hint="the file is cut short, damaged or hostile") from None
+
+
+def expanded_size(obj: Any, limit: int) -> int:
+    """How many values `obj` holds with every shared reference counted each time it appears (at most
+    a little over `limit`: the count stops there); each distinct object is visited once."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # on the current path: met again, it is a cycle, which no feature file holds
+    stack: list[tuple[Any, bool]] = [(obj, False)]
+    keep = []  # the objects whose ids are in `sizes` stay alive while it is used
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if not done:
+            if key in open_:
+                return limit + 1
+            if children:
+                open_.add(key)
+                stack.append((node, True))
+                stack.extend((c, False) for c in children if id(c) not in sizes)
+                continue
+        open_.discard(key)
+        sizes[key] = min(1 + sum(sizes.get(id(c), limit + 1) for c in children), limit + 1)
+        keep.append(node)
+    return sizes[id(obj)]
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [*node.keys(), *node.values()]
+    if isinstance(node, (list, tuple)):
+        return list(node)
+    if isinstance(node, np.ndarray) and node.dtype == object:
+        return list(node.reshape(-1))
+    return []
 
 
 UNIMODAL = {"label_T": "regression_labels_T", "label_A": "regression_labels_A", "label_V": "regression_labels_V"}
@@ -93,7 +179,12 @@ class SplitArrays:
 
 
 def import_file(
-    path: str | Path, store_dir: str | Path, tokenizer: str = "bert-base-uncased", vocab_size: int = 30522, convention: Convention = MOSI
+    path: str | Path,
+    store_dir: str | Path,
+    tokenizer: str = "bert-base-uncased",
+    vocab_size: int = 30522,
+    convention: Convention = MOSI,
+    max_elements: int = MAX_ELEMENTS,
 ) -> dict[str, Any]:
     """Write the file's splits into a new feature store; returns what was done (counts, replacements).
 
@@ -103,7 +194,7 @@ def import_file(
     are replaced by 0, as MMSA's loader does, and counted per modality and kind.
     """
     path = Path(path)
-    data = load(path)
+    data = load(path, max_elements)
     store = FeatureStore(store_dir)
     with store.lock():  # one writer at a time
         if store.exists():

@@ -77,7 +77,9 @@ def import_mmsa_command(
 
     cfg = load(params, set_)
     conv = convention(cfg.data.active.convention)
-    report = import_file(file, out_dir, tokenizer=tokenizer, vocab_size=vocab_size, convention=conv)
+    report = import_file(
+        file, out_dir, tokenizer=tokenizer, vocab_size=vocab_size, convention=conv, max_elements=cfg.data.import_max_elements
+    )
     out.print(f"imported {', '.join(f'{k} {v}' for k, v in report['clips'].items())} clips into {out_dir} ({conv.name} labels)")
     for modality, kinds in report["non_finite"].items():
         counted = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
