@@ -18,7 +18,7 @@ from misr.evaluation.robustness import robustness_report
 from misr.features.person import view_for
 from misr.store import FeatureStore, SplitData
 from misr.training.batches import Batches
-from misr.training.checkpoints import RunSettings
+from misr.training.checkpoints import RunSettings, check_fits
 from misr.training.groups import group_maes
 from misr.training.inference import predict, score
 from misr.training.model_dir import ModelDir
@@ -51,6 +51,8 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
     fs = FeatureStore(store_dir)
     view = view_for(fs, loaded[0][1]["spec"].action_units)  # as the model saw its training data
     splits = {s: view.apply_split(fs.load_split(s)) for s in evaluate_cfg.splits}
+    for data in splits.values():
+        check_fits(loaded[0][1]["spec"], data, store_dir, str(folder.root))
 
     per_seed: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     preds: dict[str, list[np.ndarray]] = {s: [] for s in splits}

@@ -14,8 +14,10 @@ from misr.compare.comparison import compare, default_workers
 from misr.compare.contenders import contender
 from misr.compare.report import summarise, write
 from misr.config import CompareConfig, FeaturesConfig, ModelConfig, TrainConfig
+from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.stages import load, parser, say, text_table
+from misr.util.atomic import check_writable
 from misr.util.command import run_command
 
 DEFAULT_CACHE = Path(".compare-runs")
@@ -38,6 +40,10 @@ def run(
     Each CPU training takes one thread and `workers` of them run side by side (default: one per core; one on
     a GPU), so the results do not depend on how many run at once.
     """
+    if workers < 0:
+        raise MisrError(f"workers must be 0 (one per core) or more, not {workers}")
+    check_writable(out_dir)  # before hours of training, not after
+    check_writable(cache)
     contenders = [contender(name, model, train, features, convention) for name in cfg.models]
     seeds = list(cfg.seeds or train.seeds)
     comparison = compare(

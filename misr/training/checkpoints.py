@@ -125,10 +125,43 @@ def load_checkpoint(
     valid_metrics, train_mean.
     """
     ckpt = read_checkpoint(source, device, name)
+    lacking = [k for k in ("params", "spec") if k not in ckpt]
+    if lacking:
+        raise CorruptCheckpoint(
+            f"{name} holds model weights but no {' or '.join(lacking)}: not a best.pt written by `misr train` (another tool's checkpoint?)",
+            hint="evaluate and predict read a model folder that `misr train` wrote",
+        )
     settings = RunSettings.from_yaml(ckpt["params"], source=name)
-    spec = InputSpec(**json.loads(ckpt["spec"]))
-    model = build_model(settings.model, spec)
-    model.load_state_dict(ckpt["model"])
+    try:
+        spec = InputSpec(**json.loads(ckpt["spec"]))
+        model = build_model(settings.model, spec)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # a spec or weights that do not fit its own params
+        reason = " ".join(str(exc).split())[:200]
+        raise CorruptCheckpoint(f"{name}: its weights do not fit the model its params describe ({reason})", hint="train again") from None
     model.to(device).eval()
-    info = {k: ckpt[k] for k in ("epoch", "seed", "valid_metrics", "train_mean")}
+    info = {k: ckpt.get(k) for k in ("epoch", "seed", "valid_metrics", "train_mean")}
     return model, {"settings": settings, "spec": spec, **info}
+
+
+def check_fits(spec: InputSpec, data: Any, store: Path, model: str) -> None:
+    """A split of `store` has the inputs the model was built for (`data`: a SplitData), or a MisrError
+    naming each difference: a model trained on another store would fail deep in a matrix product."""
+    problems = []
+    for modality, dim in (("audio", spec.audio_dim), ("visual", spec.visual_dim)):
+        seq = getattr(data, modality)
+        if seq is not None and int(seq.values.shape[-1]) != int(dim):
+            problems.append(f"{modality} frames of {int(seq.values.shape[-1])} features where the model takes {dim}")
+    text = data.text
+    top = int(text.input_ids.max()) if text is not None and text.input_ids.numel() else -1
+    if spec.text_kind == "tokens" and top >= int(spec.vocab_size or 0):
+        problems.append(f"token ids up to {top} where the model's vocabulary has {spec.vocab_size}")
+    if text is not None and spec.text_kind == "hidden":
+        width = None if text.hidden is None else int(text.hidden.values.shape[-1])
+        if width != spec.text_hidden_dim:
+            problems.append(f"text hidden states of width {width} where the model takes {spec.text_hidden_dim}")
+    if problems:
+        raise MisrError(
+            f"the store {store} does not fit the model {model}: {'; '.join(problems)}",
+            hint="evaluate a model on the store it was trained on, or on one extracted with the same features settings",
+        )

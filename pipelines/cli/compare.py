@@ -49,6 +49,7 @@ def compare_command(
     use MMSA's own defaults.
     """
     from misr.config import CompareConfig, validate_section
+    from misr.errors import MisrError
     from misr.msa.convention import convention
     from misr.stages import compare as stage
 
@@ -61,6 +62,12 @@ def compare_command(
         chosen = validate_section(CompareConfig, {**chosen.model_dump(), **update}, "--models/--reference/--seeds")
     conv = convention(cfg.data.active.convention)
     targets = list(stores or [cfg.data.active.features_dir])
+    for target in targets:  # `--models a b` reads b as a store: say how to give several models
+        if not target.exists() and len(target.parts) == 1 and models:
+            raise MisrError(
+                f"no feature store at {target}",
+                hint=f"if {str(target)!r} is a model, repeat the option for each model: -M {models[-1]} -M {target}",
+            )
 
     def say(line: str) -> None:
         err.print(line, markup=False, highlight=False)

@@ -228,3 +228,20 @@ def test_an_extracted_store_gives_mmsa_the_frozen_minilm_states_of_its_tokens(tm
     with torch.no_grad():
         alone = model(input_ids=torch.as_tensor(ids[:1, :n], dtype=torch.long)).last_hidden_state[0].numpy()
     np.testing.assert_allclose(entry["text"][0, :n], alone, atol=1e-4)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_training(tmp_path):
+    """`-o` naming a file was a traceback, and only after every model was trained; `-w -3` was accepted;
+    `--models misr late_fusion` read late_fusion as a store without saying how to give two models."""
+    from tests.helpers import assert_clean_error, misr
+
+    store = tiny_store(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    sets = [x for o in TINY for x in ("-S", o)]
+    base = ["compare", store, "-M", "misr", "--seeds", "1", "--cache", tmp_path / "c", *sets]
+    res = misr(*base, "-o", tmp_path / "a-file")
+    assert_clean_error(res, "cannot write to", "a-file")
+    assert "training" not in res.stderr and not (tmp_path / "c").exists()
+    assert_clean_error(misr(*base, "-o", tmp_path / "out", "-w", "-3"), "workers must be 0")
+    res = misr("compare", store, "--models", "misr", "late_fusion", "-o", tmp_path / "out", "--cache", tmp_path / "c", *sets)
+    assert_clean_error(res, "no feature store at late_fusion", "repeat the option for each model: -M misr -M late_fusion")

@@ -104,3 +104,27 @@ def test_tree_hash_tracks_content_only(tmp_path):
     (tmp_path / "a" / "x.bin").write_bytes(b"2")
     assert tree_sha256(tmp_path / "a") != h
     assert tree_sha256(tmp_path / "missing") is None
+
+
+@pytest.mark.slow
+def test_a_model_of_another_store_or_another_tool_is_one_clear_error(evaluated, tmp_path):
+    """Once an IndexError or 'mat1 and mat2 shapes cannot be multiplied' (a model trained on another store),
+    and KeyError: 'params' (a checkpoint another tool wrote)."""
+    import shutil
+
+    import torch
+
+    from misr.data.synth import generate
+    from misr.errors import MisrError
+
+    root, _ = evaluated
+    p = params(*TINY, "data.synth.audio_dim=7")
+    generate(p.data.synth, tmp_path / "other")
+    with pytest.raises(MisrError, match=r"does not fit the model .*audio frames of 7 features where the model takes 5"):
+        evaluate(params(*TINY), tmp_path / "other", root / "model", tmp_path / "eval")
+    foreign = tmp_path / "foreign"
+    shutil.copytree(root / "model", foreign)
+    best = next(foreign.glob("seed-*/best.pt"))
+    torch.save({"model": torch.load(best, weights_only=True)["model"]}, best)
+    with pytest.raises(MisrError, match="holds model weights but no params or spec: not a best.pt written by `misr train`"):
+        evaluate(params(*TINY), root / "store", foreign, tmp_path / "eval2")
