@@ -449,7 +449,9 @@ class TrainConfig(Section):
     lr: float = Field(3e-3, gt=0, le=1)
     text_lr: float = Field(5e-6, ge=0, le=1)
     weight_decay: float = Field(1e-4, ge=0, le=1)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_ratio: float = Field(
+        0.1, ge=0, lt=1, description="the learning rate's warm-up: this share of the planned steps, at most 5 epochs"
+    )
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
     patience: int = Field(8, ge=1, description="epochs without a better validation MAE before stopping")
     modality_dropout: float = Field(

@@ -52,9 +52,9 @@ def unimodal_sentiments(
     return {m: predict(model, _Only(batches, m), batch_size) for m in wanted}, "predictions"
 
 
-def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=None, config=None) -> Partition:
+def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=None, config=None, split: str = "training") -> Partition:
     """The agreement partition on which the joint predictor's risks differ most (see the module's text), or the one
-    `config.partition` (model.groups) names; sentiments from `config.source`."""
+    `config.partition` (model.groups) names; sentiments from `config.source`. `split` names the clips in messages."""
     partition, source_choice = (config.partition, config.source) if config is not None else ("auto", "auto")
     y = batches.labels.numpy()
     joint = predict(model, batches, batch_size)
@@ -74,7 +74,7 @@ def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=N
     if not candidates:
         raise MisrError(
             "model.environments groups: no modality disagrees in sign with the label in at least "
-            f"{MIN_GROUP_SHARE:.0%} of the training clips, so there are no groups to be invariant across",
+            f"{MIN_GROUP_SHARE:.0%} of the {split} clips, so there are no groups to be invariant across",
             hint="use model.environments z_plus_unimodal on this data",
         )
     name = max(candidates, key=lambda k: candidates[k][0])
@@ -89,7 +89,7 @@ def validation_partition(model: nn.Module, batches: Batches, batch_size: int, tr
     sentiments are `label_T/A/V` where valid has them for every clip, else the model's own unimodal predictions.
     """
     if trained_on is None:
-        return choose_partition(model, batches, batch_size, loss, config)
+        return choose_partition(model, batches, batch_size, loss, config, split="validation")
     modality = trained_on.split()[0]
     source_choice = config.source if config is not None else "auto"
     sentiments, source = unimodal_sentiments(model, batches, batch_size, only=modality, source=source_choice)

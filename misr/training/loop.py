@@ -321,7 +321,7 @@ def start_seed(run: Run, seed: int) -> SeedJob:
     held = held_out_rows(len(loaded.train), inv.held_out_share, seed) if penalised and inv.penalty_on == "held_out" else None
     n_fit = len(loaded.train) - (0 if held is None else len(held))
     steps_per_epoch = len(epoch_batches(torch.arange(n_fit), tc.batch_size, world=dist.world))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.epochs * steps_per_epoch, tc.warmup_ratio, steps_per_epoch))
     job = SeedJob(seed, model, optimizer, scheduler, SeedState(), fingerprint, False, steps_per_epoch, held)
     last_path = run.model_dir.last(seed)
     ckpt = checkpoints.load_last(last_path)

@@ -193,8 +193,16 @@ def make_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, weight_decay=train_cfg.weight_decay)
 
 
-def warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
+# The learning rate's warm-up lasts train.warmup_ratio of the planned steps, but never more than this many
+# epochs: with train.epochs=10000 (a bound for early stopping) it would otherwise never end.
+MAX_WARMUP_EPOCHS = 5
+
+
+def warmup_cosine(total_steps: int, warmup_ratio: float, steps_per_epoch: int | None = None) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 0 at `total_steps` (a multiplier of the learning rate per step)."""
     warm = int(round(total_steps * warmup_ratio))
+    if steps_per_epoch:
+        warm = min(warm, MAX_WARMUP_EPOCHS * steps_per_epoch)
 
     def factor(step: int) -> float:
         if step < warm:

@@ -9,6 +9,7 @@ process at once.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -59,9 +60,15 @@ def run_command(body: Callable[[], Any], say: Callable[[str], None] = plain) -> 
     except MisrError as exc:
         say(f"error: {exc}")
         sys.exit(2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+    except OSError as exc:
+        if exc.errno is None:  # not a system call's refusal: a bug, shown as one
+            raise
+        # a path too long, a read-only or full disk, a file where a folder should be: the path and the reason
         what = f" {exc.filename}" if exc.filename else ""
-        say(f"error:{what}: {exc.strerror or exc}")
+        hint = (
+            "\n  hint: use a shorter path (the system's limit is 255 bytes a name, 4096 a path)" if exc.errno == errno.ENAMETOOLONG else ""
+        )
+        say(f"error:{what}: {exc.strerror or exc}{hint}")
         sys.exit(2)
     except KeyboardInterrupt:
         say(STOPPED)

@@ -89,3 +89,13 @@ def test_bad_paths_and_corrupt_files_give_one_clear_line(tmp_path, params_file):
         "data.synth.scenario=shift",
     )
     assert shifted.returncode == 0, shifted.stderr
+
+
+def test_a_path_longer_than_the_system_allows_is_one_clear_line(tmp_path):
+    """`OSError: [Errno 36]` was a traceback in synth --out, inspect, extract and predict."""
+    long = tmp_path / ("x" * 300)
+    assert_clean_error(
+        misr("synth", "--out", long / "s", "--n-train", 8, "--n-valid", 4, "--n-test", 4), "File name too long", "shorter path"
+    )
+    assert_clean_error(misr("inspect", long), "File name too long")
+    assert_clean_error(misr("predict", long / "clip.mp4", "--model", long), "File name too long")

@@ -425,3 +425,36 @@ def test_the_group_balanced_late_fusion_reference_averages_its_groups_risks():
     assert loss_terms(model_cfg("model.name=late_fusion"), {"pred": pred, "env_preds": pred[None]}, y, groups)[
         "risk"
     ].item() == pytest.approx(0.2)
+
+
+def test_the_learning_rate_leaves_its_warm_up_whatever_the_planned_epochs():
+    """With train.epochs=10000 (a bound for early stopping) the warm-up was 1,000 epochs: it never ended."""
+    from misr.training.setup import MAX_WARMUP_EPOCHS, warmup_cosine
+
+    steps = 20
+    factor = warmup_cosine(10000 * steps, 0.1, steps)
+    assert factor(MAX_WARMUP_EPOCHS * steps - 1) == 1.0 and factor(MAX_WARMUP_EPOCHS * steps) == pytest.approx(1.0, abs=1e-6)
+    assert factor(0) == 1 / (MAX_WARMUP_EPOCHS * steps)
+    usual = warmup_cosine(30 * steps, 0.1, steps)  # the default 30 epochs: 3 epochs of warm-up, as before
+    assert usual(3 * steps - 1) == 1.0 and usual(0) == 1 / (3 * steps)
+
+
+def test_a_validation_split_without_groups_is_named_as_such(tmp_path):
+    """When only valid lacked groups, the warning blamed the training clips."""
+    from misr.data.synth import generate
+    from misr.errors import MisrError
+    from misr.model import build_model
+    from misr.store import FeatureStore
+    from misr.training.batches import batches_for
+    from misr.training.groups import validation_partition
+    from misr.training.setup import resolve_input_spec
+    from tests.helpers import TINY_TRAINING, params
+
+    p = params(*TINY_TRAINING, "data.synth.scenario=shift", "data.synth.n_clips={train: 16, valid: 16, test: 8}")
+    generate(p.data.synth, tmp_path / "store")
+    model = build_model(p.model, resolve_input_spec(p.model, tmp_path / "store"))
+    split = FeatureStore(tmp_path / "store").load_split("valid")
+    split.unimodal_labels = {m: split.labels.clone() for m in ("text", "audio", "visual")}  # every modality agrees on valid
+    valid = batches_for(split, torch.device("cpu"))
+    with pytest.raises(MisrError, match="of the validation clips, so there are no groups"):
+        validation_partition(model, valid, 8, None)
