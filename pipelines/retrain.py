@@ -24,6 +24,7 @@ from misr.registry.retrain import (
     append_history,
     changes,
     check_is_source,
+    check_repository,
     data_state,
     decision_of,
     describe,
@@ -80,7 +81,8 @@ def retrain_flow(repo: str = ".", params_file: str = "params.yaml", overrides: l
     root = Path(repo).resolve()
     params = load_params(root / params_file, overrides or [])
     cfg = params.retrain
-    # not a git repository: no commit to name, and the refusal below still gets its audit line
+    check_repository(root)  # before anything is written into the folder (the lock, the audit log)
+    # a repository without a commit yet: no commit to name, and the refusal below still gets its audit line
     code_commit = proc.git(root, "rev-parse", "--verify", "-q", "HEAD", check=False) or None
     entry: dict[str, Any] = {"when": now_utc(), "dataset": cfg.dataset, "code_commit": code_commit}
     audit = root / cfg.audit_log

@@ -218,15 +218,15 @@ def generate(cfg: DemoCorpusConfig, out_dir: str | Path, n_clips: int | None = N
         )
     n = int(n_clips or cfg.n_clips)
     seed = cfg.seed if seed is None else seed
+    n_videos = -(-n // CLIPS_PER_VIDEO)
+    if n_videos < 3:  # before anything is written: a failed run must leave nothing that refuses the retry
+        raise MisrError(f"{n} clips make {n_videos} video(s); a train/valid/test split needs at least {2 * CLIPS_PER_VIDEO + 1} clips")
     try:
         (out / "Raw").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MisrError(f"cannot create {out / 'Raw'}: {exc.strerror or exc}") from None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 31]))
-    n_videos = -(-n // CLIPS_PER_VIDEO)
     order = rng.permutation(n_videos)
-    if n_videos < 3:
-        raise MisrError(f"{n} clips make {n_videos} video(s); a train/valid/test split needs at least {2 * CLIPS_PER_VIDEO + 1} clips")
     # 70/15/15 by video (as MOSI splits by speaker video), at least one video in each split
     first = min(max(1, int(round(0.7 * n_videos))), n_videos - 2)
     second = min(max(first + 1, int(round(0.85 * n_videos))), n_videos - 1)

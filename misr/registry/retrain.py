@@ -161,6 +161,16 @@ def checkout_outputs(stages: list[Stage], corpus: Path, repo: Path, target: str)
     return said
 
 
+def check_repository(root: Path) -> None:
+    """Retraining commits, tags and pushes: `root` must be the top of a git repository (nothing is written otherwise)."""
+    top = proc.git(root, "rev-parse", "--show-toplevel", check=False) if root.is_dir() else ""
+    if not top or Path(top).resolve() != root.resolve():
+        raise MisrError(
+            f"{root} is not the top folder of a git repository" + (f" (it lies inside {top})" if top else ""),
+            hint="run retraining in the pipeline's repository (--repo), where dvc.yaml and params.yaml are committed",
+        )
+
+
 def data_state(corpus: Path) -> dict[str, Any]:
     """What the watched corpus holds now: per clip its label and file hash (the data version is its hash)."""
     table = corpus / "label.csv"

@@ -18,10 +18,12 @@ def _params_in(repo: Path, params: Path) -> Path:
 @app.command("retrain", rich_help_panel="Retraining")
 def retrain_command(repo: Path = RepoOption, params: Path = ParamsOption, set_: list[str] | None = SetOption) -> None:
     """Retrain once if the watched corpus changed: dvc repro, gate, commit, register, push, audit line."""
+    from misr.registry.retrain import check_repository
     from pipelines.prefect_api import prefect_api
     from pipelines.retrain import retrain_flow
 
     load(_params_in(repo, params), set_)  # validate before the flow starts
+    check_repository(repo.resolve())
     with prefect_api():  # the pipeline's own `misr` commands use the same server
         entry = retrain_flow(str(repo), str(params), list(set_ or []))
     shown = ("data_version", "decision", "version", "push", "reason")
@@ -72,11 +74,13 @@ def history_command(repo: Path = RepoOption, params: Path = ParamsOption, set_: 
     for name in ("when (UTC)", "outcome", "data", "code", "gate"):
         t.add_column(name, no_wrap=True)
     t.add_column("what changed / why", overflow="fold")
-    for r in entries:
+    for r, repeats, last in _runs_of_skips(entries):
         gate = r.get("decision") or ""
         if r.get("version"):
             gate = f"{r['version']} {cfg.registration.stage}"
         note = r.get("reason") or r.get("error") or r.get("summary") or describe(r.get("changes") or {})
+        if repeats > 1:  # ticks that found a run holding the lock, one row for the lot
+            note = f"{repeats} ticks until {str(last['when']).replace('T', ' ')[:16]}: another retraining was running"
         t.add_row(
             str(r["when"]).replace("T", " ")[:16],
             r["outcome"],
@@ -87,3 +91,15 @@ def history_command(repo: Path = RepoOption, params: Path = ParamsOption, set_: 
         )
     out.print(t)
     out.print(f"log: {log}", overflow="fold")
+
+
+def _runs_of_skips(entries: list[dict]) -> list[tuple[dict, int, dict]]:
+    """The entries with each run of consecutive "skipped" ones as one: (first, how many, last)."""
+    rows: list[tuple[dict, int, dict]] = []
+    for r in entries:
+        if r.get("outcome") == "skipped" and rows and rows[-1][0].get("outcome") == "skipped":
+            first, n, _ = rows[-1]
+            rows[-1] = (first, n + 1, r)
+        else:
+            rows.append((r, 1, r))
+    return rows

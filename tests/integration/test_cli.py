@@ -99,3 +99,37 @@ def test_a_path_longer_than_the_system_allows_is_one_clear_line(tmp_path):
     )
     assert_clean_error(misr("inspect", long), "File name too long")
     assert_clean_error(misr("predict", long / "clip.mp4", "--model", long), "File name too long")
+
+
+def test_retraining_a_folder_that_is_not_a_repository_writes_nothing_into_it(tmp_path, params_file):
+    """`misr retrain --repo` on a folder outside git left `.misr/` behind."""
+    folder = tmp_path / "not-a-repo"
+    folder.mkdir()
+    assert_clean_error(misr("retrain", "--repo", folder, "--params", params_file), "is not the top folder of a git repository")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_refused_demo_corpus_leaves_nothing_that_refuses_the_retry(tmp_path, params_file):
+    """`demo-corpus --n 6` failed but left Raw/ behind, so the corrected retry was refused."""
+    out = tmp_path / "demo"
+    assert_clean_error(misr("demo-corpus", "--out", out, "--n", 6, "--params", params_file), "needs at least 13 clips")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_history_shows_a_run_of_skipped_ticks_as_one_row(tmp_path, params_file):
+    """After a scheduled run of 22 minutes, `misr history` was 22 "skipped" rows of four lines each."""
+    import json
+
+    audit = tmp_path / ".misr" / "audit.jsonl"
+    audit.parent.mkdir()
+    lock = "another retraining holds " + str(tmp_path / ".misr" / "retrain.lock")
+    rows = [{"when": "2026-12-01T03:00:00+00:00", "outcome": "unchanged", "summary": "no change"}]
+    rows += [{"when": f"2026-12-01T03:{m:02d}:00+00:00", "outcome": "skipped", "reason": lock} for m in range(1, 23)]
+    rows += [{"when": "2026-12-01T04:00:00+00:00", "outcome": "unchanged", "summary": "no change"}]
+    audit.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = misr("history", "--repo", tmp_path, "--params", params_file)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert sum("skipped" in line for line in lines) == 1
+    assert any("22 ticks until 2026-12-01 03:22" in line for line in lines), res.stdout
+    assert sum("unchanged" in line for line in lines) == 2
