@@ -288,8 +288,11 @@ def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) 
             )
     if rows:
         store.write_clips(rows, replace=True)
-    store.write_errors(quarantine, replace=True)
+    # in a fixed order, not the order the shards finished in: the same corpus gives the same bytes
+    store.write_errors(sorted(quarantine, key=lambda q: (q["clip_key"], q["stage"], q["error"])), replace=True)
     pruned = sum(len(store.prune(m)) for m in MODALITIES)
+    for m in MODALITIES:
+        store.settle(m)
     present = {m: store.present(m) for m in MODALITIES}
     bad = {q["clip_key"] for q in quarantine}
     complete = sum(1 for c in the_plan.clips if c.key not in bad and all(c.key in present[m] for m in MODALITIES))

@@ -38,7 +38,7 @@ SPLITS = ("train", "valid", "test")
 # every split a store may hold: valid_ood is an out-of-distribution validation split for choosing settings
 # (drawn like test where a benchmark has one, e.g. `misr synth` with scenario shortcut); it is never reported
 STORE_SPLITS = (*SPLITS, "valid_ood")
-PART_RE = re.compile(r"^part-(\d{6})(?:-[A-Za-z0-9_.-]+)?\.parquet$")
+PART_RE = re.compile(r"^part-(\d{6})(?:-([A-Za-z0-9_.-]+))?\.parquet$")  # its number, and its name (a shard's hash)
 
 
 CLIPS_SCHEMA = pa.schema(

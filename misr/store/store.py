@@ -22,7 +22,7 @@ import misr.store.write as write
 from misr.errors import StoreError
 from misr.store.format import read_parquet, read_schema
 from misr.store.layout import StoreLayout
-from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, STORE_SPLITS, ExtractorInfo, SplitData
+from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData
 from misr.util import atomic
 from misr.util.lock import exclusive
 
@@ -98,6 +98,30 @@ class FeatureStore(StoreLayout):
                 path.unlink()
                 removed.append(path)
         return removed
+
+    def settle(self, modality: str) -> None:
+        """Give the modality's parts a layout that depends on their contents alone, so the same features are
+        the same files (DVC hashes names and bytes): superseded rows dropped, so every clip lies in one part,
+        then the parts numbered 1..n in the order of their names (shard hashes) and first clips, not in the
+        order concurrent writers finished. Each step leaves a valid store: a crash loses nothing.
+        """
+        self.prune(modality)
+        parts = self.part_files(modality)
+        keys_of = {seq: read_parquet(path, columns=["clip_key"]).column("clip_key").to_pylist() for seq, path in parts}
+        latest = {key: seq for seq, _ in parts for key in keys_of[seq]}
+        for seq, path in parts:
+            live = [i for i, k in enumerate(keys_of[seq]) if latest[k] == seq]
+            if len(live) < len(keys_of[seq]):  # the rows another part re-wrote later: dropped, in place
+                write.rewrite_part(path, read_parquet(path).take(live))
+                keys_of[seq] = [keys_of[seq][i] for i in live]
+        wanted = sorted(parts, key=lambda sp: (PART_RE.match(sp[1].name).group(2) or "", keys_of[sp[0]][:1]))
+        if [seq for seq, _ in wanted] == list(range(1, len(wanted) + 1)):
+            return
+        # disjoint parts may carry any numbers: first out of the way (above every number in use), then 1..n
+        top = max(seq for seq, _ in parts) + 1
+        moved = [write.renumber_part(path, top + i) for i, (_, path) in enumerate(wanted)]
+        for i, path in enumerate(moved):
+            write.renumber_part(path, i + 1)
 
     def clear(self) -> None:
         """Delete everything this store holds (tables, feature folders, JSON documents); the folder stays."""

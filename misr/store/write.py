@@ -60,6 +60,27 @@ def write_part(folder: Path, table: pa.Table, name: str | None) -> Path:
     return final
 
 
+def rewrite_part(path: Path, table: pa.Table) -> None:
+    """Replace a part file's rows (its schema and metadata kept), atomically."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_CLIPS, write_page_checksum=True)
+
+
+def renumber_part(path: Path, seq: int) -> Path:
+    """The part under number `seq`, its name kept; the number must be free."""
+    match = PART_RE.match(path.name)
+    assert match is not None, path
+    suffix = f"-{match.group(2)}" if match.group(2) else ""
+    target = path.with_name(f"part-{seq:06d}{suffix}.parquet")
+    if target != path:
+        try:
+            os.link(path, target)  # never over another part
+            path.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot renumber {path}: {exc.strerror or exc}") from None
+    return target
+
+
 def write_table(target: Path, table: pa.Table, metadata: Mapping[str, str] | None = None) -> Path:
     """Replace a whole-store table (clips.parquet, errors.parquet) atomically, tagged with the store format."""
     tags = {"format_version": FORMAT_VERSION, **(metadata or {})}

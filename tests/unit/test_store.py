@@ -361,3 +361,25 @@ def test_describe_counts_quarantined_clips_not_rows_and_leaves_them_out_of_the_s
     info = fs.describe()
     assert info["quarantined"] == 2 and info["quarantine_rows"] == 3
     assert info["splits"] == {**before, "train": before["train"] - 1}
+
+
+def test_settled_parts_depend_on_their_contents_not_on_the_order_they_were_written(tmp_path):
+    """Concurrent shards finished in any order and numbered their parts so: the same features, other files."""
+    rng = np.random.default_rng(0)
+    clips = make_clips(6)
+    first, second, again = seq_records(clips[:3], 3, rng), seq_records(clips[3:], 3, rng), seq_records(clips[1:2], 3, rng)
+    folders = {}
+    for order in ("ab", "ba"):
+        fs = FeatureStore(tmp_path / order)
+        writes = {"a": (first, "shard-a"), "b": (second, "shard-b")}
+        for name in order:
+            fs.write_modality("audio", writes[name][0], AUDIO, name=writes[name][1])
+        fs.write_modality("audio", again, AUDIO, name="shard-c")  # clip 1 re-extracted: it wins over its first copy
+        fs.settle("audio")
+        folders[order] = {p.name: p.read_bytes() for _, p in fs.part_files("audio")}
+    assert folders["ab"] == folders["ba"]
+    assert sorted(folders["ab"]) == ["part-000001-shard-a.parquet", "part-000002-shard-b.parquet", "part-000003-shard-c.parquet"]
+    fs = FeatureStore(tmp_path / "ab")
+    keys = [pq.read_table(p, columns=["clip_key"]).column("clip_key").to_pylist() for _, p in fs.part_files("audio")]
+    assert keys == [[clips[0]["clip_key"], clips[2]["clip_key"]], [c["clip_key"] for c in clips[3:]], [clips[1]["clip_key"]]]
+    assert set(fs.present("audio")) == {c["clip_key"] for c in clips}
