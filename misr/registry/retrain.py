@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from misr.config import Params
-from misr.data.corpus import find_video, read_label_table
+from misr.data.corpus import VideoFinder, read_label_table
 from misr.errors import MisrError
 from misr.evaluation.eval_dir import EvalDir
 from misr.store import clip_key
@@ -180,11 +180,12 @@ def data_state(corpus: Path) -> dict[str, Any]:
             hint="restore it with `dvc checkout` of its .dvc file or `dvc pull`; for the demo data, `misr demo-corpus`",
         )
     clips: dict[str, list[Any]] = {}
-    for _line, row in read_label_table(table)[1]:
-        video_id, clip_id = row.get("video_id") or "", row.get("clip_id") or ""
-        found = find_video(corpus / "Raw", video_id, clip_id) if video_id and clip_id else None
+    finder = VideoFinder(corpus / "Raw")
+    for row in read_label_table(table)[1]:
+        values = row.values
+        video_id, clip_id, found = finder.locate(values.get("video_id") or "", values.get("clip_id") or "")
         digest = file_sha256(found) if found is not None and found.is_file() else None  # never a FIFO: it blocks
-        clips[clip_key(video_id, clip_id)] = [row.get("label"), row.get("mode"), row.get("text"), digest]
+        clips[clip_key(video_id, clip_id)] = [values.get("label"), values.get("mode"), values.get("text"), digest]
     return {"version": stable_hash(clips), "clips": clips}
 
 

@@ -97,12 +97,14 @@ def check_clips(path: Path, table: pa.Table) -> None:
     keys = table.column("clip_key").to_pylist()
     if None in keys:
         raise StoreError(f"{path} has {keys.count(None)} row(s) without a clip_key", hint=REEXTRACT)
-    bad_split = [k for k, s in zip(keys, table.column("split").to_pylist(), strict=True) if s not in STORE_SPLITS]
+    splits = table.column("split").to_pylist()
+    bad_split = [k for k, s in zip(keys, splits, strict=True) if s not in STORE_SPLITS]
     if bad_split:
         raise StoreError(
             f"{path}: {_some(bad_split)} have no split or one that is not {', '.join(STORE_SPLITS)}",
             hint="re-run the stage that wrote the store",
         )
+    _check_unique(path, keys, splits)
     try:
         labels = table.column("label").cast(pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -110,6 +112,20 @@ def check_clips(path: Path, table: pa.Table) -> None:
     bad_label = [k for k, ok in zip(keys, np.isfinite(labels), strict=True) if not ok]
     if bad_label:
         raise StoreError(f"{path}: {_some(bad_label)} have no label (null, NaN or infinite)", hint="re-run the stage that wrote the store")
+
+
+def _check_unique(path: Path, keys: Sequence[str], splits: Sequence[str]) -> None:
+    """Each clip once: a clip in two rows (a hand-edited table) could put a test clip into training."""
+    seen: dict[str, list[str]] = {}
+    for key, split in zip(keys, splits, strict=True):
+        seen.setdefault(key, []).append(split)
+    twice = {k: v for k, v in seen.items() if len(v) > 1}
+    if twice:
+        listed = [f"{k} ({', '.join(v)})" for k, v in twice.items()]
+        raise StoreError(
+            f"{path}: {_some(listed)} appear in more than one row; a clip in two splits would leak between them",
+            hint="keep one row per clip_key (the split it belongs to), or re-run the stage that wrote the store",
+        )
 
 
 def _frames_type(dim: int) -> pa.DataType:

@@ -24,7 +24,7 @@ from misr.store.format import read_parquet, read_schema
 from misr.store.layout import StoreLayout
 from misr.store.schema import CLIPS_SCHEMA, ERRORS_SCHEMA, MODALITIES, PART_RE, STORE_SPLITS, ExtractorInfo, SplitData
 from misr.util import atomic
-from misr.util.lock import exclusive
+from misr.util.lock import exclusive, lock_beside
 
 STALE_TMP_SECONDS = 3600
 
@@ -38,7 +38,7 @@ class FeatureStore(StoreLayout):
         The lock file lies beside the folder, not in it: the folder is a DVC output and holds only data.
         """
         return exclusive(
-            self.root.parent / f".{self.root.name}.write.lock",
+            lock_beside(self.root, "write"),
             f"another writer of {self.root} (misr extract, synth or import-mmsa)",
             hint="wait for it to finish, or write into another folder",
         )

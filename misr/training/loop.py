@@ -38,7 +38,7 @@ from misr.training.inference import autocast_for, predict, score
 from misr.training.model_dir import ModelDir
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
 from misr.util.atomic import check_writable, write_json, write_text
-from misr.util.lock import exclusive
+from misr.util.lock import exclusive, lock_beside
 from misr.util.stop import check_stop
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -172,7 +172,7 @@ def output_lock(out: Path):
     if not Dist.from_env().main:
         return nullcontext()
     hint = "wait for it to finish, or train into another --out"
-    return exclusive(out.parent / f".{out.name}.train.lock", f"another training into {out}", hint=hint)
+    return exclusive(lock_beside(out, "train"), f"another training into {out}", hint=hint)
 
 
 def summarize(run: Run, results: list[SeedResult]) -> dict[str, Any]:

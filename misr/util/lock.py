@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,24 @@ from misr.errors import MisrError
 
 class Busy(MisrError):
     """Another process holds the lock."""
+
+
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
+def lock_beside(folder: str | Path, purpose: str) -> Path:
+    """The lock file of `folder`, beside it: `.<name>.<purpose>.lock`.
+
+    Taken on the resolved path, so a folder reached through a link or by another spelling (`a/../b`)
+    has one lock, not one per spelling. A name too long for the file system to take the suffix is
+    shortened and given a hash of the whole, so every legal folder name has a lock.
+    """
+    real = Path(os.path.realpath(folder))
+    name = f".{real.name}.{purpose}.lock"
+    if len(os.fsencode(name)) > NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(real.name)).hexdigest()[:16]
+        name = f".{os.fsdecode(os.fsencode(real.name)[:150])}-{digest}.{purpose}.lock"
+    return real.parent / name
 
 
 @contextmanager
