@@ -17,7 +17,7 @@ from misr.config import CompareConfig, FeaturesConfig, ModelConfig, TrainConfig
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.stages import load, parser, say, text_table
-from misr.util.atomic import check_writable
+from misr.util.atomic import check_creatable
 from misr.util.command import run_command
 
 DEFAULT_CACHE = Path(".compare-runs")
@@ -42,8 +42,8 @@ def run(
     """
     if workers < 0:
         raise MisrError(f"workers must be 0 (one per core) or more, not {workers}")
-    check_writable(out_dir)  # before hours of training, not after
-    check_writable(cache)
+    check_creatable(out_dir)  # before hours of training, not after (and nothing created on a refusal)
+    check_creatable(cache)
     contenders = [contender(name, model, train, features, convention) for name in cfg.models]
     seeds = list(cfg.seeds or train.seeds)
     comparison = compare(

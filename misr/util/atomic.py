@@ -70,6 +70,26 @@ def check_writable(folder: str | Path) -> Path:
     return folder
 
 
+def check_creatable(folder: str | Path) -> Path:
+    """Prove `folder` can be created (or written, when it exists) without creating it: its nearest existing
+    ancestor is a folder a file can be written in. For outputs checked long before they are written."""
+    folder = Path(folder)
+    if folder.exists():
+        return check_writable(folder)
+    ancestor = next((p for p in folder.absolute().parents if p.exists()), Path("/"))
+    if not ancestor.is_dir():
+        raise MisrError(f"cannot write to {folder}: {ancestor} is a file, not a folder", hint="choose another output folder")
+    try:
+        probe = temp_path(ancestor, "probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MisrError(
+            f"cannot write to {folder}: {exc.strerror or exc}", hint="choose another output folder, or fix its permissions"
+        ) from None
+    return folder
+
+
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
