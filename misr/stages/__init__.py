@@ -11,11 +11,17 @@ change to the human CLI re-runs no stage.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from misr.config import DatasetConfig, Params, load_params
+
+# Offline and private however a stage is started (`dvc repro` from a bare shell too): no model hub, no
+# analytics. An explicit setting in the environment wins. (Flows: the `pipelines` package sets its own.)
+for _name, _value in {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
+    os.environ.setdefault(_name, _value)
 
 
 def parser(description: str, *paths: tuple[str, str]) -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ exactly the code and params its command reads (so `dvc repro` never leaves a sta
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -336,3 +337,17 @@ def test_the_compare_stage_declares_every_project_file_and_param_it_reads():
     declared = set(stage["params"])
     assert sorted(w for w in wanted if not any(under(w, d) for d in declared)) == []
     assert sorted(d for d in declared if not any(under(w, d) or under(d, w) for w in wanted)) == []
+
+
+@pytest.mark.parametrize("module", ["pipelines.extract", "pipelines.train", "misr.stages.register", "misr.stages.synth"])
+def test_a_stage_started_bare_runs_offline_and_without_analytics(module):
+    """The defaults once lived in the CLI's package, which stages no longer import: a plain `dvc repro` ran the
+    flows without the Prefect start-up timeout and with analytics on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_SERVER", "DVC_NO", "HF_HUB", "TRANSFORMERS"))}
+    names = ["DVC_NO_ANALYTICS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
+    if module.startswith("pipelines."):
+        names += ["PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]
+    code = f"import os, {module}; print(' '.join(os.environ.get(n, '-') for n in {names!r}))"
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "1", "1", "false", "120"][: len(names)]
