@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from misr.evaluation.card import card_markdown
+from misr.evaluation.card_text import card_markdown
 from misr.util.atomic import write_json, write_text
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from misr.msa.metrics import msa_metrics, sims_bin
+from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, msa_metrics, sims_bin
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,13 @@ class Convention:
     label_limit: float  # labels lie in [-label_limit, label_limit]
     metric_set: str  # the `dataset` argument of msa_metrics
     headline: tuple[str, ...]  # the metrics a summary table shows
+    guards: tuple[str, ...]  # what the promotion gate keeps from getting worse, by default (register.guard_metrics)
     class_names: dict[int, str]  # class -> name, from the most negative class to the most positive
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """Every metric of this convention, in MMSA's order (msa_metrics' keys)."""
+        return SIMS_KEYS if self.metric_set == "sims" else MOSI_KEYS
 
     @property
     def classes(self) -> list[int]:
@@ -46,6 +52,7 @@ MOSI = Convention(
     label_limit=3.0,
     metric_set="mosi",
     headline=("Non0_acc_2", "Mult_acc_7", "MAE", "Corr"),
+    guards=("Non0_acc_2", "Corr"),
     class_names={
         -3: "highly negative",
         -2: "negative",
@@ -61,6 +68,7 @@ SIMS = Convention(
     label_limit=1.0,
     metric_set="sims",
     headline=("Mult_acc_2", "Mult_acc_5", "MAE", "Corr"),
+    guards=("Mult_acc_2", "Corr"),
     class_names={-2: "negative", -1: "weakly negative", 0: "neutral", 1: "weakly positive", 2: "positive"},
 )
 CONVENTIONS = {c.name: c for c in (MOSI, SIMS)}

@@ -23,6 +23,7 @@ from typing import Any
 from misr.config import RegisterConfig
 from misr.errors import MisrError
 from misr.evaluation.eval_dir import EvalDir
+from misr.msa.convention import MOSI, Convention, convention
 from misr.registry import versions
 from misr.util import proc
 from misr.util.atomic import write_json
@@ -49,7 +50,23 @@ def _better(metric: str, a: float, b: float) -> float:
     return b - a if metric in LOWER_IS_BETTER else a - b
 
 
-def gate(candidate: dict[str, float], prod: dict[str, float] | None, baseline_mae: float, cfg: RegisterConfig) -> tuple[bool, list[str]]:
+def gate_metrics(cfg: RegisterConfig, conv: Convention) -> tuple[str, list[str]]:
+    """The gate's metric and guards for data of convention `conv`, each one of its metrics, or a clear error:
+    a guard the data does not report would be skipped, and the gate would be weaker than it says."""
+    guards = list(conv.guards if cfg.guard_metrics is None else cfg.guard_metrics)
+    unknown = [m for m in [cfg.metric, *guards] if m not in conv.metric_keys]
+    if unknown:
+        raise MisrError(
+            f"register: {', '.join(unknown)} is not a metric of {conv.name} data (its metrics: {', '.join(conv.metric_keys)})",
+            hint="set register.metric and register.guard_metrics (null: the convention's guards) to metrics of this data set",
+        )
+    return cfg.metric, guards
+
+
+def gate(
+    candidate: dict[str, float], prod: dict[str, float] | None, baseline_mae: float, cfg: RegisterConfig, conv: Convention = MOSI
+) -> tuple[bool, list[str]]:
+    metric, guards = gate_metrics(cfg, conv)
     reasons = []
     if prod is None:
         gain = baseline_mae - candidate["MAE"]
@@ -59,13 +76,13 @@ def gate(candidate: dict[str, float], prod: dict[str, float] | None, baseline_ma
             f"({'better' if ok else 'not better'} by {gain:+.4f}; needed {cfg.min_margin})"
         )
         return ok, reasons
-    gain = _better(cfg.metric, candidate[cfg.metric], prod[cfg.metric])
+    gain = _better(metric, candidate[metric], prod[metric])
     ok = gain >= cfg.min_margin
     reasons.append(
-        f"{cfg.metric}: {candidate[cfg.metric]:.4f} vs {prod[cfg.metric]:.4f} in {cfg.stage} "
+        f"{metric}: {candidate[metric]:.4f} vs {prod[metric]:.4f} in {cfg.stage} "
         f"({'better' if ok else 'not better'} by {gain:+.4f}; needed {cfg.min_margin})"
     )
-    for name in cfg.guard_metrics:
+    for name in guards:
         if name not in candidate or name not in prod:
             reasons.append(f"{name}: not reported for both models, not checked")
             continue
@@ -75,6 +92,13 @@ def gate(candidate: dict[str, float], prod: dict[str, float] | None, baseline_ma
         verdict = "within" if held else "beyond"
         reasons.append(f"{name}: {candidate[name]:.4f} vs {prod[name]:.4f} ({verdict} the tolerance {cfg.tolerance}; change {change:+.4f})")
     return ok, reasons
+
+
+def card_convention(folder: EvalDir) -> Convention:
+    """The label convention of the evaluated data, as its model card records it (MOSI for a card without one)."""
+    path = folder.card()
+    card = json.loads(path.read_text()) if path.exists() else {}
+    return convention(str((card.get("dataset") or {}).get("convention", "mosi")))
 
 
 # ------------------------------------------------------------------------------------ git and gto
@@ -110,7 +134,7 @@ def decide(cfg: RegisterConfig, repo: Path, eval_dir: Path) -> Decision:
                 f"in its commit {holder[1][:10]}; cannot compare"
             )
         prod_metrics = prod_all["valid"]["mean"]
-    promote, reasons = gate(candidate, prod_metrics, baseline, cfg)
+    promote, reasons = gate(candidate, prod_metrics, baseline, cfg, card_convention(EvalDir(eval_dir)))
     return Decision(
         promote=promote,
         reasons=reasons,

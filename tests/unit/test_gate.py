@@ -35,3 +35,22 @@ def test_gate_metric_direction_for_higher_is_better():
     assert gate({"Corr": 0.70, "MAE": 0.80}, PROD, 1.0, params)[0]
     assert not gate({"Corr": 0.62, "MAE": 0.80}, PROD, 1.0, params)[0]
     assert not gate({"Corr": 0.70, "MAE": 0.90}, PROD, 1.0, params)[0]  # MAE 0.1 worse: beyond tolerance
+
+
+def test_a_sims_data_set_gates_on_its_own_metrics():
+    """The gate's metric list was MOSI-only: on SIMS data its guard Non0_acc_2 was 'not reported, not checked',
+    so a model worse on SIMS's 2-class accuracy passed."""
+    import pytest
+
+    from misr.errors import MisrError
+    from misr.msa.convention import SIMS
+
+    cfg = load_params(REPO / "params.yaml", ["register.min_margin=0.01", "register.tolerance=0.02"]).registration
+    prod = {"MAE": 0.40, "Mult_acc_2": 0.80, "Corr": 0.60}
+    ok, reasons = gate({"MAE": 0.35, "Mult_acc_2": 0.70, "Corr": 0.61}, prod, 1.0, cfg, SIMS)
+    assert not ok and any(r.startswith("Mult_acc_2: 0.7000 vs 0.8000 (beyond the tolerance") for r in reasons), reasons
+    ok, reasons = gate({"MAE": 0.35, "Mult_acc_2": 0.79, "Corr": 0.61}, prod, 1.0, cfg, SIMS)
+    assert ok, reasons
+    mosi_guard = load_params(REPO / "params.yaml", ["register.guard_metrics=[Non0_acc_2]"]).registration
+    with pytest.raises(MisrError, match="Non0_acc_2 is not a metric of sims data"):
+        gate({"MAE": 0.35}, prod, 1.0, mosi_guard, SIMS)

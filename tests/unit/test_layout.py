@@ -351,3 +351,10 @@ def test_a_stage_started_bare_runs_offline_and_without_analytics(module):
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["1", "1", "1", "false", "120"][: len(names)]
+
+
+def test_registration_reads_no_feature_store():
+    """register reads two JSON files; through the card's builder it once depended on the whole store (1,136
+    lines), so a change to the store's reader re-ran every registration."""
+    needed = {str(p.relative_to(REPO)) for p in closure(module_file("misr.stages.register"))}
+    assert not [p for p in needed if p.startswith(("misr/store/", "misr/model/", "misr/training/"))], sorted(needed)
