@@ -514,7 +514,7 @@ class RegisterConfig(Section):
     tolerance: float = Field(0.01, ge=0, description="how much worse the other guard metrics may be")
     guard_metrics: list[str] | None = Field(
         None,
-        description="metrics that may not get worse beyond the tolerance; null: the convention's (mosi: Non0_acc_2, Corr; sims: Mult_acc_2, Corr)",
+        description="metrics that may not get worse beyond the tolerance; null: the convention's guards",
     )
 
 
