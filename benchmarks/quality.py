@@ -12,12 +12,13 @@ label's sign in ~90% of train and valid clips and the reversed sign in ~60% of v
 `select`, `search` and `choose` are the first search (one data seed; benchmarks/quality/dvc.yaml's stage).
 `protocol-select` and `report` are the powered protocol of benchmarks/quality/README.md: the choices of
 CANDIDATES on the selection data seeds (worst validation group; test never loaded), then every entry of
-ENTRIES on report data seeds that chose nothing, test read once, with hierarchical bootstrap CIs (data
-seeds, then clips), per-group test MAE, the headroom H = MAE(late_fusion) - MAE(known_groups) and the
-share of it MISR closes, and the targets. Both run on misr.compare (the library of `misr compare`): its
-training jobs side by side, one thread each, each seed kept in .quality-runs/runs/ under a hash of its
-settings, its store (generated once into .quality-runs/stores/) and misr's code; `report` is a comparison
-(valid, then test read once, hierarchical intervals) to which the shortcut's own measures are added.
+ENTRIES on report data seeds that chose nothing, test read once, with t-intervals over data seeds
+(each data seed's difference carrying its training seeds and clips), per-group test MAE, the headroom
+H = MAE(late_fusion) - MAE(known_groups) and the share of it MISR closes (a ratio of means), and the
+targets. Both run on misr.compare (the library of `misr compare`): its training jobs side by side, one
+thread each, each seed kept in .quality-runs/runs/ under a hash of its settings, its store (generated
+once into .quality-runs/stores/) and misr's code; `report` is a comparison (valid, then test read once,
+intervals over data seeds, seeds and clips) to which the shortcut's own measures are added.
 
 Reliance: the mean absolute change of the prediction when the shortcut modality's expressed sentiment is
 negated (the counterfactual store of `generate(..., cue="reversed")`: same clips, same noise, only that
@@ -373,6 +374,7 @@ def report(args: argparse.Namespace) -> None:
     are added here from the same predictions."""
     from misr.compare.comparison import compare
     from misr.compare.report import summarise
+    from misr.compare.statistics import ratio_of_means
     from misr.msa.convention import MOSI
     from misr.store import FeatureStore
 
@@ -415,8 +417,8 @@ def report(args: argparse.Namespace) -> None:
         row = {split: (summary[split][name]["MAE"]["mean"], summary[split][name]["MAE"]["std"]) for split in ("valid", "test")}
         for g, label in ((1, "flipped"), (0, "not flipped")):
             values = [float(per_clip_error(name, i)[groups[i] == g].mean()) for i in range(len(stores))]
-            row[label] = (float(np.mean(values)), float(np.std(values)))
-        row["reliance"] = (float(np.mean(moved[name])), float(np.std(moved[name])))
+            row[label] = (float(np.mean(values)), float(np.std(values, ddof=1)))
+        row["reliance"] = (float(np.mean(moved[name])), float(np.std(moved[name], ddof=1)))
         table[name] = row
     print(
         f"shortcut benchmark, powered protocol: report data seeds {args.data_seeds} (settings chosen on {SELECTION_SEEDS}), "
@@ -428,12 +430,12 @@ def report(args: argparse.Namespace) -> None:
         cells = [row[k] for k in ("valid", "test", "flipped", "not flipped", "reliance")]
         print(f"{name:<16}" + "".join(f"{m:>10.4f} +-{sd:.3f}" for m, sd in cells))
     verdicts: list[tuple[str, bool]] = []
-    print("\npaired test MAE difference (negative: the first better): mean, hierarchical bootstrap 95% CI (misr.compare)")
-    print("(data seeds resampled, then clips within each)")
+    print("\npaired test MAE difference (negative: the first better): mean, 95% CI (misr.compare)")
+    print("(a t-interval over the data seeds, each difference carrying its own training seeds and clips)")
     if against_lf:
         for other, d in against_lf["differences"].items():
             m = d["MAE"]
-            print(f"  {other:<14} - late_fusion {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]")
+            print(f"  {other:<14} - late_fusion {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]  {m['reading']}")
         if "misr" in against_lf["differences"]:
             verdicts.append(("MISR (label groups) beats late fusion, CI excludes 0", against_lf["differences"]["misr"]["MAE"]["high"] < 0))
         if "misr_inferred" in against_lf["differences"]:
@@ -446,17 +448,19 @@ def report(args: argparse.Namespace) -> None:
     if against_misr:
         for other in (n for n in ("misr_pooled", "misr_no_inv", "misr_no_dist") if n in against_misr["differences"]):
             m = against_misr["differences"][other]["MAE"]
-            print(f"  {other:<14} - misr        {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]")
+            print(f"  {other:<14} - misr        {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]  {m['reading']}")
             verdicts.append((f"{other} is worse than MISR (CI above 0 for it)", m["low"] > 0))
     if {"misr", "late_fusion", "known_groups"} <= set(names):
-        shares, h = [], []
+        gains, h = [], []
         for i in range(len(stores)):
             lf, kg, me = (float(per_clip_error(n, i).mean()) for n in ("late_fusion", "known_groups", "misr"))
             h.append(lf - kg)
-            shares.append((lf - me) / (lf - kg) if lf - kg > 0 else float("nan"))
+            gains.append(lf - me)
+        share = ratio_of_means(gains, h)
         print(f"\nheadroom H = MAE(late_fusion) - MAE(known_groups) per data seed: {', '.join(f'{x:+.4f}' for x in h)}")
-        print(f"share of H MISR closes per data seed: {', '.join(f'{x:.2f}' for x in shares)}; mean {np.nanmean(shares):.2f}")
-        verdicts.append(("MISR closes >= 50% of H, averaged over data seeds", np.nanmean(shares) >= 0.5))
+        print(f"MISR's gain G = MAE(late_fusion) - MAE(misr) per data seed: {', '.join(f'{x:+.4f}' for x in gains)}")
+        print(f"share of H MISR closes, mean(G) / mean(H) over every data seed: {share.estimate:.2f} [{share.low:.2f}, {share.high:.2f}]")
+        verdicts.append(("MISR closes >= 50% of H (ratio of means)", share.estimate >= 0.5))
         lf_f, kg_f, me_f = (table[n]["flipped"][0] for n in ("late_fusion", "known_groups", "misr"))
         print(f"flipped group: late fusion {lf_f:.4f}, known groups {kg_f:.4f}, MISR {me_f:.4f}")
         verdicts.append(

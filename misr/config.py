@@ -531,7 +531,6 @@ class CompareConfig(Section):
     )
     reference: str = Field("late_fusion", description="the model every other one is compared with (one of models)")
     seeds: list[Seed] | None = Field(None, min_length=1, description="training seeds; null: train.seeds")
-    bootstrap: int = Field(2000, ge=200, le=100000, description="bootstrap resamples of each interval")
 
     @field_validator("models")
     @classmethod

@@ -49,7 +49,7 @@ def run(
     comparison = compare(
         [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress
     )
-    report = summarise(comparison, convention, cfg.reference, cfg.bootstrap)
+    report = summarise(comparison, convention, cfg.reference)
     write(report, comparison, Path(out_dir))
     return report
 
@@ -63,7 +63,7 @@ def difference_rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for m, d in report["differences"].items():
         cells = [f"{v['estimate']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]" for v in d.values()]
-        out.append([m, *cells, f"{report['wins'][m]['wins']} of {report['wins'][m]['of']}"])
+        out.append([m, *cells, f"{report['wins'][m]['wins']} of {report['wins'][m]['of']}", d["MAE"]["reading"]])
     return out
 
 
@@ -86,7 +86,10 @@ def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], lis
         show(f"{split}: mean +- std over runs (seeds x stores)", ("model", *report["headline"]), rows(report, split))
     if report["differences"]:
         metrics = list(next(iter(report["differences"].values())))
-        show(f"test: each model minus {report['reference']}, 95% interval", ("model", *metrics, "wins"), difference_rows(report))
+        over = report["interval"]["over"]
+        title = f"test: each model minus {report['reference']}, 95% interval over {over}"
+        show(title, ("model", *metrics, "wins", "reading (MAE)"), difference_rows(report))
+        show(f"counted: {next(iter(report['differences'].values()))['MAE']['counts']}", (), [])
     if report["subsets"]:
         columns = ("model", "subset", "clips", "MAE", f"minus {report['reference']}")
         show(f"test by subset ({report['subsets']['rule']})", columns, subset_rows(report))
