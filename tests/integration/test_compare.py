@@ -57,7 +57,7 @@ def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_pat
     names = ["misr", "late_fusion", *(["mmsa:LF_DNN"] if HAS_MMSA else [])]
     c = compare(stores, contenders(*names), [1, 2], tmp_path / "cache", reference="late_fusion")
     assert sorted(count_test_reads) == sorted(str(s) for s in stores)  # once per store, for every model and seed
-    report = summarise(c, MOSI, "late_fusion", n_bootstrap=300)
+    report = summarise(c, MOSI, "late_fusion")
     paths = write(report, c, tmp_path / "out")
     saved = json.loads(paths["json"].read_text())
     preds = pq.read_table(paths["predictions"]).to_pylist()
@@ -70,7 +70,7 @@ def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_pat
         for model in names:
             maes = [msa_metrics(*rows(s, model, split, seed))["MAE"] for s in stores for seed in (1, 2)]
             assert saved[split][model]["MAE"]["mean"] == pytest.approx(np.mean(maes))
-            assert saved[split][model]["MAE"]["std"] == pytest.approx(np.std(maes))
+            assert saved[split][model]["MAE"]["std"] == pytest.approx(np.std(maes, ddof=1))
     # the paired difference: per clip, each model's error averaged over seeds; then the mean over stores
     per_store = []
     for s in stores:
@@ -78,8 +78,10 @@ def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_pat
         per_store.append((err["misr"] - err["late_fusion"]).mean())
     d = saved["differences"]["misr"]["MAE"]
     assert d["estimate"] == pytest.approx(np.mean(per_store))
-    assert d["low"] <= d["estimate"] <= d["high"]
-    assert saved["bootstrap"]["hierarchical"] is True
+    # two stores: the t-interval of the stores' differences (1 degree of freedom), each carrying its seeds and clips
+    half = 12.706 * np.std(per_store, ddof=1) / np.sqrt(2)
+    assert (d["low"], d["high"]) == pytest.approx((np.mean(per_store) - half, np.mean(per_store) + half), rel=1e-3)
+    assert saved["interval"]["over"] == "stores, seeds and clips" and d["reading"].startswith(("resolved", "not resolved"))
     # the store's label_T/A/V decide the subsets, the same clips for every model
     test_rows = [r for r in preds if r["split"] == "test" and r["model"] == "misr" and r["seed"] == 1]
     assert sum(r["conflict"] for r in test_rows) == sum(saved["subsets"]["conflict"]["n"])
