@@ -178,6 +178,31 @@ def test_mmsa_tfn_trains_through_mmsa_and_never_sees_test(tmp_path, count_test_r
     assert pred.shape == (24,) and np.isfinite(pred).all()
 
 
+@pytest.mark.skipif(not HAS_MMSA, reason="the mmsa extra is not installed")
+def test_mmsa_sees_every_split_padded_to_the_stores_one_length(tmp_path):
+    """Each split was padded to its own longest clip: MMSA's models (text LSTMs over trailing padding,
+    normalisation averaged over it) saw train and test on different scales. MMSA's files pad every split alike."""
+    from misr.data.synth import generate
+
+    p = params(*TINY, "data.synth.audio_frames=[4, 80]", "data.synth.n_clips={train: 48, valid: 16, test: 3}")
+    generate(p.data.synth, tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store")
+    (tfn,) = contenders("mmsa:TFN")
+    rows = {r["clip_key"]: r for r in fs.clips().to_pylist()}
+    data = {s: fs.load_split(s, as_torch=False) for s in ("train", "valid", "test")}
+    entries = {s: tfn.entry(fs, d, rows) for s, d in data.items()}
+    own = {s: d.audio.values.shape[1] for s, d in data.items()}
+    assert len(set(own.values())) > 1  # the splits' own longest clips differ on this store
+    for key in ("audio", "vision", "text_bert", "text"):
+        axis = 2 if key == "text_bert" else 1
+        assert len({e[key].shape[axis] for e in entries.values()}) == 1, key
+    assert entries["test"]["audio"].shape[1] == max(own.values()) > own["test"]
+    for s, d in data.items():  # what was there is unchanged, and the padding is zeros
+        t = d.audio.values.shape[1]
+        assert np.array_equal(entries[s]["audio"][:, :t], d.audio.values) and not entries[s]["audio"][:, t:].any()
+        assert np.array_equal(entries[s]["audio_lengths"], d.audio.lengths)
+
+
 def test_the_command_prints_and_writes_the_report(tmp_path):
     store = tiny_store(tmp_path)
     args = [
@@ -223,8 +248,8 @@ def test_an_extracted_store_gives_mmsa_the_frozen_minilm_states_of_its_tokens(tm
     data = fs.load_split(split, as_torch=False)
     entry = tfn.entry(fs, data, {r["clip_key"]: r for r in fs.clips().to_pylist()})
     ids, mask = data.text.input_ids, data.text.attention_mask
-    assert entry["text"].shape == (*ids.shape, 384)
-    assert (entry["text"][mask == 0] == 0).all()
+    assert entry["text"].shape[0] == ids.shape[0] and entry["text"].shape[1] >= ids.shape[1] and entry["text"].shape[2] == 384
+    assert (entry["text"][:, : ids.shape[1]][mask == 0] == 0).all() and (entry["text"][:, ids.shape[1] :] == 0).all()
     model = AutoModel.from_pretrained(str(minilm_dir()), local_files_only=True).eval()
     n = int(mask[0].sum())
     with torch.no_grad():
