@@ -376,7 +376,7 @@ def report(args: argparse.Namespace) -> None:
     from misr.compare.report import summarise
     from misr.compare.statistics import ratio_of_means
     from misr.msa.convention import MOSI
-    from misr.store import FeatureStore
+    from misr.store import FeatureStore, ledger
 
     started = time.perf_counter()
     base_params = params_with(args.overrides)
@@ -387,6 +387,15 @@ def report(args: argparse.Namespace) -> None:
         raise MisrError(f"data seeds {sorted(used & set(args.data_seeds))} chose settings; report on others")
     entries = {name: [x.format(cue=modality) for x in ENTRIES[name]] for name in args.models}
     stores = [protocol_store(seed, base, args.cache) for seed in args.data_seeds]
+    read = {seed: ledger.reads_before(store) for seed, store in zip(args.data_seeds, stores, strict=True)}
+    if any(read.values()) and not args.again:
+        seen = ", ".join(f"{seed} ({n} time(s))" for seed, n in read.items() if n)
+        raise MisrError(
+            f"the test of data seed(s) {seen} was read before (test-reads.jsonl): a choice made since is not tested by it",
+            hint="report on data seeds never read, or pass --again to read them anyway (the report then says so)",
+        )
+    if any(read.values()):
+        print(f"--again: test read before for data seed(s) {', '.join(str(s) for s, n in read.items() if n)}")
     twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
     c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache) / "runs", args.workers, 1, "late_fusion", log)
     names = list(entries)
@@ -496,6 +505,7 @@ def main() -> None:
     s = sub.add_parser("report", help="params.yaml's settings on the report data seeds; test read once")
     s.add_argument("--data-seeds", nargs="+", type=int, default=REPORT_DATA_SEEDS)
     s.add_argument("--models", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
+    s.add_argument("--again", action="store_true", help="report on data seeds whose test was read before (said in the report)")
     for s in (sub.choices["protocol-select"], sub.choices["report"]):
         s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="training processes side by side (one thread each)")
         s.add_argument("--cache", default=str(REPO / ".quality-runs"), help="where each job's predictions are kept")

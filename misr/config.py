@@ -79,6 +79,11 @@ class DatasetConfig(Section):
     convention: Literal["mosi", "sims"] = Field(
         "mosi", description="label range and metric set: mosi/mosei labels in [-3, 3], sims in [-1, 1]"
     )
+    chose_settings: bool = Field(
+        False,
+        description="settings were chosen on this data set: its test split is no test any more, and routine "
+        "evaluation (the evaluate stage, `misr evaluate`) scores valid only",
+    )
 
     @model_validator(mode="after")
     def _raw_needs_dir(self) -> DatasetConfig:

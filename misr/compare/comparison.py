@@ -22,7 +22,7 @@ import numpy as np
 from misr.compare.base import Contender, own_visual
 from misr.compare.contenders import MisrModel
 from misr.errors import MisrError
-from misr.store import FeatureStore
+from misr.store import FeatureStore, ledger
 from misr.util.atomic import write_json
 from misr.util.hashing import stable_hash
 
@@ -41,6 +41,7 @@ class Predictions:
     folders: dict[str, dict[int, Path]] = field(default_factory=dict)  # label -> seed -> the trained seed's folder
     conflict: np.ndarray | None = None  # test clips whose modalities disagree in sentiment
     conflict_rule: str | None = None
+    test_reads_before: int = 0  # reads of this store's test split on the ledger before this comparison's
 
 
 @dataclass
@@ -142,7 +143,9 @@ def compare(
             if r["clip_keys"] != valid_keys:
                 raise MisrError(f"{job.folder} predicted other valid clips than the store holds now", hint=f"remove {job.folder}")
             preds["valid"].setdefault(job.contender.label, {})[job.seed] = np.asarray(r["valid"], dtype=np.float64)
-        say(f"reading test of {store} (once, after every model was chosen on valid)")
+        before = ledger.record_read(store)
+        said = f"; read {before} time(s) before, by the ledger {ledger.ledger_path(store)}" if before else ""
+        say(f"reading test of {store} (once, after every model was chosen on valid{said})")
         test = FeatureStore(store).load_split("test")
         for job, _ in mine:
             preds["test"].setdefault(job.contender.label, {})[job.seed] = np.asarray(
@@ -158,6 +161,7 @@ def compare(
                 folders={c.label: {j.seed: j.folder for j, _ in mine if j.contender is c} for c in contenders},
                 conflict=conflict,
                 conflict_rule=rule,
+                test_reads_before=before,
             )
         )
     trained = sum(not r["reused"] for r in results)

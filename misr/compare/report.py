@@ -47,6 +47,8 @@ def summarise(c: Comparison, convention: Convention, reference: str) -> dict[str
         "convention": convention.name,
         "headline": list(convention.headline),
         "clips": {split: [len(s.labels[split]) for s in c.stores] for split in ("valid", "test")},
+        # how often each store's test split had been read before this comparison (misr.store.ledger)
+        "test_reads_before": {str(s.store): s.test_reads_before for s in c.stores},
     }
     for split in ("valid", "test"):
         report[split] = {label: metrics_over_runs(c.stores, split, label, convention) for label in c.labels}
@@ -188,6 +190,16 @@ def interval(d: dict[str, float]) -> str:
     return f"{d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
 
 
+def test_reads_line(r: dict[str, Any]) -> str:
+    """What the ledger says of the test splits: a test read before is no longer a clean test."""
+    before = r.get("test_reads_before", {})
+    read = {store: n for store, n in before.items() if n}
+    if not read:
+        return "Test reads before this comparison: none (a fresh test split)."
+    listed = ", ".join(f"{store} {n} time(s)" for store, n in read.items())
+    return f"Test reads before this comparison: {listed}; choices made since those reads are not tested by this one."
+
+
 def markdown(r: dict[str, Any]) -> str:
     keys, ref = r["headline"], r["reference"]
     runs = f"{len(r['seeds'])} seed(s)" + (f" x {len(r['stores'])} stores" if len(r["stores"]) > 1 else "")
@@ -196,6 +208,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Stores: {', '.join(r['stores'])} ({r['convention']} convention). Seeds: {', '.join(map(str, r['seeds']))}.",
         f"Clips: valid {sum(r['clips']['valid'])}, test {sum(r['clips']['test'])}. Checkpoints chosen on valid; test read once, last.",
+        test_reads_line(r),
         "",
     ]
     for split in ("valid", "test"):

@@ -114,6 +114,9 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
             "convention": convention.name,
             "quarantined_clips": fs.errors().num_rows,
             "label_distribution": distribution,
+            "chose_settings": dataset.chose_settings,
+            # reads of its test split on the ledger (misr.store.ledger) before this evaluation's; None: test not read
+            "test_reads_before": ev.test_reads_before,
         },
         "metrics": {split: {"mean": m["mean"], "std": m["std"]} for split, m in ev.metrics.items() if split in ev.splits},
         "baseline": ev.metrics["train_mean_baseline"],
@@ -123,7 +126,12 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
             "world_size": ev.summary["world_size"],
             "seconds": float(sum(s["seconds"] for s in seeds.values())),
             "seeds": {
-                k: {"best_epoch": v["best_epoch"], "best_valid_mae": v["best_valid_mae"], "epochs_run": v["epochs_run"]}
+                k: {
+                    "best_epoch": v["best_epoch"],
+                    "best_valid_mae": v["best_valid_mae"],
+                    "epochs_run": v["epochs_run"],
+                    "environments": (v.get("environments") or {}).get("name"),  # the groups this seed was made invariant across
+                }
                 for k, v in seeds.items()
             },
         },

@@ -25,6 +25,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["| split | clips | positive | neutral | negative | mean label |", "|---|---|---|---|---|---|"]
     for split, d in ds["label_distribution"].items():
         lines.append(f"| {split} | {d['clips']} | {d['positive']} | {d['neutral']} | {d['negative']} | {d['mean']:.3f} |")
+    lines += ["", test_line(ds), ""]
     lines += ["", "## Metrics (mean +- std over seeds)", ""]
     first = next(iter(card["metrics"].values()))["mean"]
     keys = [k for k in keys if k in first] or list(first)
@@ -59,7 +60,10 @@ def card_markdown(card: dict[str, Any]) -> str:
     tr = card["training"]
     lines += ["## Training", "", f"Device {tr['device']} ({tr['world_size']} process(es)), {tr['seconds']:.0f} s in all.", ""]
     for seed, s in tr["seeds"].items():
-        lines.append(f"- seed {seed}: best validation MAE {s['best_valid_mae']:.4f} at epoch {s['best_epoch']} of {s['epochs_run']}")
+        groups = f"; invariant across '{s['environments']}'" if s.get("environments") else ""
+        lines.append(
+            f"- seed {seed}: best validation MAE {s['best_valid_mae']:.4f} at epoch {s['best_epoch']} of {s['epochs_run']}{groups}"
+        )
     lines += ["", "## Provenance", "", provenance_line(card["git"]), ""]
     lines += ["| what | path | DVC md5 (dvc.lock) | sha256 of the content |", "|---|---|---|---|"]
     for name, h in card["hashes"].items():
@@ -85,6 +89,18 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += ["Not decided yet: `misr register` applies the promotion gate.", ""]
     lines += ["## Parameters", "", "```yaml", _params_yaml(card["params"]).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def test_line(ds: dict[str, Any]) -> str:
+    """Whether test was scored, and how often it had been read before (the ledger, test-reads.jsonl)."""
+    if ds.get("chose_settings"):
+        return "Test not scored: settings were chosen on this data set, so its test split is no test (valid only)."
+    before = ds.get("test_reads_before")
+    if before is None:
+        return "Test not scored (evaluate.splits)."
+    if before == 0:
+        return "Test split read for the first time by this evaluation (test-reads.jsonl)."
+    return f"Test split read {before} time(s) before this evaluation (test-reads.jsonl): choices made since are not tested by it."
 
 
 def _params_yaml(params: dict[str, Any]) -> str:

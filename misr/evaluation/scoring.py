@@ -16,7 +16,7 @@ import torch
 from misr.config import EvaluateConfig
 from misr.evaluation.robustness import robustness_report
 from misr.features.person import view_for
-from misr.store import FeatureStore, SplitData
+from misr.store import FeatureStore, SplitData, ledger
 from misr.training.batches import Batches
 from misr.training.checkpoints import RunSettings, check_fits
 from misr.training.groups import group_maes
@@ -35,6 +35,7 @@ class Evaluated:
     metrics: dict[str, Any]  # split -> mean/std over seeds, and the training-mean baseline
     mean_preds: dict[str, np.ndarray]  # split -> the seeds' mean prediction per clip
     robustness: dict[str, Any] | None
+    test_reads_before: int | None = None  # reads of the store's test split on the ledger before this one (None: not read)
 
     @property
     def seeds(self) -> list[str]:
@@ -50,6 +51,7 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
     convention, batch_size = settings.convention, settings.train.batch_size
     fs = FeatureStore(store_dir)
     view = view_for(fs, loaded[0][1]["spec"].action_units)  # as the model saw its training data
+    test_reads_before = ledger.record_read(store_dir) if "test" in evaluate_cfg.splits else None  # on the record
     splits = {s: view.apply_split(fs.load_split(s)) for s in evaluate_cfg.splits}
     for data in splits.values():
         check_fits(loaded[0][1]["spec"], data, store_dir, str(folder.root))
@@ -77,4 +79,4 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
     if evaluate_cfg.robustness and "test" in splits:
         robustness = robustness_report(models, splits["test"], convention, batch_size)
     mean_preds = {s: np.mean(p, axis=0) for s, p in preds.items()}
-    return Evaluated(settings, store_dir, folder, summary, splits, per_seed, metrics, mean_preds, robustness)
+    return Evaluated(settings, store_dir, folder, summary, splits, per_seed, metrics, mean_preds, robustness, test_reads_before)

@@ -12,7 +12,7 @@ from typing import Any
 
 from misr.compare.comparison import compare, default_workers
 from misr.compare.contenders import contender
-from misr.compare.report import summarise, write
+from misr.compare.report import summarise, test_reads_line, write
 from misr.config import CompareConfig, FeaturesConfig, ModelConfig, TrainConfig
 from misr.errors import MisrError
 from misr.msa.convention import Convention
@@ -82,6 +82,7 @@ def subset_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], list[list[str]]], None]) -> None:
     """The report as tables (title, columns, rows), validation first: `show` draws each one."""
+    show(test_reads_line(report), (), [])
     for split in ("valid", "test"):
         show(f"{split}: mean +- std over runs (seeds x stores)", ("model", *report["headline"]), rows(report, split))
     if report["differences"]:

@@ -23,6 +23,8 @@ def run(
 ) -> Evaluated:
     """Score the model in `model_dir` on the store and write everything to `out_dir`."""
     out = EvalDir(check_writable(out_dir))
+    if dataset.chose_settings and "test" in evaluate.splits:  # its test was used to choose: valid only, and said so
+        evaluate = evaluate.model_copy(update={"splits": [s for s in evaluate.splits if s != "test"] or ["valid"]})
     ev = score_model(evaluate, store_dir, model_dir)
     # per seed in a file of its own, so that `dvc metrics show` of metrics.json stays one readable row
     write_json(out.metrics, ev.metrics)

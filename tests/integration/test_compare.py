@@ -103,6 +103,18 @@ def test_trained_seeds_are_reused_until_a_setting_changes(tmp_path):
     assert (changed.trained, changed.reused) == (2, 0)
 
 
+def test_every_test_read_is_on_the_ledger_and_the_report_says_how_many_came_before(tmp_path):
+    store, fresh = tiny_store(tmp_path, "a"), tiny_store(tmp_path, "b", 1112)
+    first = compare([store], contenders("late_fusion"), [1], tmp_path / "cache")
+    again = compare([store, fresh], contenders("late_fusion"), [1], tmp_path / "cache")
+    assert [s.test_reads_before for s in first.stores] == [0]
+    assert [s.test_reads_before for s in again.stores] == [1, 0]
+    report = summarise(again, MOSI, "late_fusion")
+    assert report["test_reads_before"] == {str(store): 1, str(fresh): 0}
+    paths = write(report, again, tmp_path / "out")
+    assert f"Test reads before this comparison: {store} 1 time(s)" in paths["markdown"].read_text()
+
+
 def test_a_store_without_test_is_refused_before_training(tmp_path):
     store = tiny_store(tmp_path)
     fs = FeatureStore(store)

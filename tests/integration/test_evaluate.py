@@ -11,6 +11,7 @@ from tests.helpers import TINY_TRAINING, evaluate, params, train
 TINY = [
     *TINY_TRAINING,
     "data.dataset=synth",
+    "data.datasets.synth.chose_settings=false",  # a fresh synthetic set: its test is a test
     "data.synth.scenario=shift",
     "data.synth.n_clips={train: 96, valid: 32, test: 40}",
     "train.epochs=3",
@@ -128,3 +129,24 @@ def test_a_model_of_another_store_or_another_tool_is_one_clear_error(evaluated, 
     torch.save({"model": torch.load(best, weights_only=True)["model"]}, best)
     with pytest.raises(MisrError, match="holds model weights but no params or spec: not a best.pt written by `misr train`"):
         evaluate(params(*TINY), root / "store", foreign, tmp_path / "eval2")
+
+
+@pytest.mark.slow
+def test_a_data_set_settings_were_chosen_on_is_scored_on_valid_only_and_test_reads_are_on_the_ledger(evaluated, tmp_path):
+    from misr.store import ledger
+
+    root, _ = evaluated
+    assert ledger.reads_before(root / "store") == 1  # the fixture's evaluation read test once
+    card = json.loads((root / "eval" / "model_card.json").read_text())
+    assert card["dataset"]["test_reads_before"] == 0 and "test" in card["metrics"]
+    chosen = params(*TINY, "data.datasets.synth.chose_settings=true")
+    evaluate(chosen, root / "store", root / "model", tmp_path / "eval")
+    assert ledger.reads_before(root / "store") == 1  # not read again
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "test" not in metrics and "valid" in metrics
+    text = (tmp_path / "eval" / "model_card.md").read_text()
+    assert "Test not scored: settings were chosen on this data set" in text
+    evaluate(params(*TINY), root / "store", root / "model", tmp_path / "eval2")
+    card = json.loads((tmp_path / "eval2" / "model_card.json").read_text())
+    assert card["dataset"]["test_reads_before"] == 1
+    assert "Test split read 1 time(s) before this evaluation" in (tmp_path / "eval2" / "model_card.md").read_text()
