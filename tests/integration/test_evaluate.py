@@ -144,6 +144,7 @@ def test_a_data_set_settings_were_chosen_on_is_scored_on_valid_only_and_test_rea
     assert ledger.reads_before(root / "store") == 1  # not read again
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "test" not in metrics and "valid" in metrics
+    assert json.loads((tmp_path / "eval" / "robustness.json").read_text())["test"] == "not scored"  # a DVC out all the same
     text = (tmp_path / "eval" / "model_card.md").read_text()
     assert "Test not scored: settings were chosen on this data set" in text
     evaluate(params(*TINY), root / "store", root / "model", tmp_path / "eval2")
