@@ -99,7 +99,7 @@ def test_line(ds: dict[str, Any]) -> str:
     if before is None:
         return "Test not scored (evaluate.splits)."
     if before == 0:
-        return "Test split read for the first time by this evaluation (test-reads.jsonl)."
+        return "No earlier read of this test split on the ledger (test-reads.jsonl; reads before the ledger are not on it)."
     return f"Test split read {before} time(s) before this evaluation (test-reads.jsonl): choices made since are not tested by it."
 
 
