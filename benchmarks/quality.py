@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from misr.config import Params, load_params  # noqa: E402
 from misr.errors import MisrError  # noqa: E402
+from misr.util.atomic import write_text  # noqa: E402
 
 PIPELINE = "benchmarks/quality/dvc.yaml"
 SELECTION = REPO / "benchmarks" / "quality" / "selection.json"
@@ -151,8 +152,7 @@ def select(args: argparse.Namespace) -> None:
         result[f"{split}_mae_std"] = float(np.std(values))
     result["per_seed"] = per_seed
     out = Path(args.out) if args.out else SELECTION
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out, json.dumps(result, indent=2) + "\n")  # a DVC metric: whole or not at all
     print(
         f"{p.model.name}: valid MAE {result['valid_mae']:.4f} +- {result['valid_mae_std']:.4f}, "
         f"valid_ood MAE {result['valid_ood_mae']:.4f} +- {result['valid_ood_mae_std']:.4f}"
@@ -365,7 +365,7 @@ def protocol_select(args: argparse.Namespace) -> None:
     print("(mean over data seeds x training seeds, +- its standard error; ranked on the worst validation group, the criterion)")
     print(f"total time {time.perf_counter() - started:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_text(args.json, json.dumps(rows, indent=2) + "\n")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -488,7 +488,7 @@ def report(args: argparse.Namespace) -> None:
             print(f"  {'met    ' if ok else 'NOT met'}  {text}")
     print(f"\ntotal time {time.perf_counter() - started:.0f} s ({c.trained} seed(s) trained, {c.reused} read from the cache)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
+        write_text(args.json, json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
 
 
 def main() -> None:

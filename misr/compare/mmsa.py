@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.store import FeatureStore, SplitData
 from misr.store.read import to_numpy
-from misr.util.atomic import write_pickle
+from misr.util.atomic import write_pickle, write_text
 
 EXTRA_HINT = "pip install '.[mmsa]' (MMSA 2.2.1 and what it needs)"
 SUPPORTED = {"tfn": "TFN", "lmf": "LMF", "lf_dnn": "LF_DNN", "mult": "MulT"}
@@ -114,12 +115,16 @@ class MmsaModel(Contender):
         with tempfile.TemporaryDirectory(dir=folder) as tmp, adapted():
             features = Path(tmp) / "features.pkl"
             write_pickle(features, {"train": splits["train"], "valid": splits["valid"], "test": splits["valid"]})
-            args = self.args(features, folder / f"seed-{seed}.pth", seed)
+            # MMSA saves its best checkpoint as it trains: into the temporary folder, moved into place when done,
+            # so a killed training never leaves a checkpoint that looks whole
+            args = self.args(features, Path(tmp) / "best.pth", seed)
             setup_seed(seed)
             loaders = MMDataLoader(args, 0)
             model = AMIO(args).to(args["device"])
             ATIO().getTrain(args).do_train(model, loaders)
-        (folder / f"seed-{seed}.json").write_text(json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
+            os.replace(args["model_save_path"], folder / f"seed-{seed}.pth")
+            args["model_save_path"] = folder / f"seed-{seed}.pth"
+        write_text(folder / f"seed-{seed}.json", json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
 
     def predict(self, store_dir: Path, folder: Path, seed: int, data: SplitData) -> np.ndarray:
         from MMSA.data_loader import MMDataset
