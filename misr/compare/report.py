@@ -195,7 +195,7 @@ def test_reads_line(r: dict[str, Any]) -> str:
     before = r.get("test_reads_before", {})
     read = {store: n for store, n in before.items() if n}
     if not read:
-        return "Test reads before this comparison: none (a fresh test split)."
+        return "Test reads before this comparison: none on the ledger (test-reads.jsonl; reads before the ledger are not on it)."
     listed = ", ".join(f"{store} {n} time(s)" for store, n in read.items())
     return f"Test reads before this comparison: {listed}; choices made since those reads are not tested by this one."
 
