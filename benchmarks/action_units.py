@@ -34,12 +34,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from video_dirs import videos_under  # noqa: E402
 
-from misr.config import load_params  # noqa: E402
+from misr.config.params import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.features import person  # noqa: E402
 from misr.features.registry import extractors_for  # noqa: E402
 from misr.features.visual import AU_TABLE  # noqa: E402
-from misr.store import FeatureStore  # noqa: E402
+from misr.store.store import FeatureStore  # noqa: E402
 
 QUANTILES_TRIED = (0.05, 0.10, 0.25, 0.5)
 NAMES = [a[0] for a in AU_TABLE]

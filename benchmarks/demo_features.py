@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.store import FeatureStore  # noqa: E402
+from misr.store.store import FeatureStore  # noqa: E402
 
 
 def main() -> None:

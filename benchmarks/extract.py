@@ -33,7 +33,7 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.config import load_params  # noqa: E402
+from misr.config.params import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import read_video  # noqa: E402
 from misr.features.registry import extractors_for  # noqa: E402

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.video_dirs import videos_under  # noqa: E402
-from misr.config import load_params  # noqa: E402
+from misr.config.params import load_params  # noqa: E402
 from misr.data.corpus import Clip  # noqa: E402
 from misr.data.media import ClipError  # noqa: E402
 from misr.features.visual import LandmarkExtractor, feature_names  # noqa: E402

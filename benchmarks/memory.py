@@ -134,7 +134,7 @@ def main() -> None:
         import psutil  # noqa: F401
     except ImportError:
         sys.exit("this benchmark needs psutil (pip install psutil)")
-    from misr.config import load_params
+    from misr.config.params import load_params
     from misr.data import democorpus
 
     params = load_params(REPO / "params.yaml", ["data.dataset=demo"])
@@ -167,7 +167,7 @@ def main() -> None:
             w.writerow(["long", "talk", "set white with p two soon " * 40, "0.0", "train"])
         made = time.perf_counter() - start
         exact, own, tree, seconds, output = extract(raw, Path(tmp) / "store-long", env)
-        from misr.store import FeatureStore
+        from misr.store.store import FeatureStore
 
         fs = FeatureStore(Path(tmp) / "store-long")
         visual = fs.decoded_seconds("visual")

@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.config import Params, load_params  # noqa: E402
+from misr.config.params import Params, load_params  # noqa: E402
 from misr.errors import MisrError  # noqa: E402
 from misr.util.atomic import write_text  # noqa: E402
 
@@ -101,7 +101,7 @@ def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]
 
     from misr.msa.convention import MOSI
     from misr.stages.train import run as train
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
     from misr.training.batches import Batches
     from misr.training.inference import predict
     from misr.training.model_dir import ModelDir
@@ -122,7 +122,7 @@ def train_and_predict(p: Params, store: Path, out: Path, splits: dict[str, Path]
 
 
 def labels_of(store: Path, split: str) -> np.ndarray:
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
 
     return FeatureStore(store).load_split(split).labels.numpy().astype(np.float64)
 
@@ -312,8 +312,8 @@ def truth(store: Path, split: str, keys: list[str], modality: str) -> tuple[np.n
 
 def labels_and_cue(store: Path, split: str, keys: list[str], modality: str) -> tuple[np.ndarray, np.ndarray]:
     """A split's labels and the shortcut modality's labels, in `keys`' order, from clips.parquet (no features read)."""
-    from misr.store import FeatureStore
     from misr.store.schema import UNIMODAL_LABELS
+    from misr.store.store import FeatureStore
 
     rows = {r["clip_key"]: r for r in FeatureStore(store).clips().to_pylist() if r["split"] == split}
     y = np.array([rows[k]["label"] for k in keys], dtype=np.float64)
@@ -330,7 +330,7 @@ def protocol_select(args: argparse.Namespace) -> None:
     (in-distribution valid), and valid_ood MAE beside them; test is never loaded (misr.compare's training jobs
     only: they train and predict valid; valid_ood is predicted here)."""
     from misr.compare.comparison import jobs_for, run_jobs
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
 
     started = time.perf_counter()
     base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
@@ -376,7 +376,8 @@ def report(args: argparse.Namespace) -> None:
     from misr.compare.report import summarise
     from misr.compare.statistics import ratio_of_means
     from misr.msa.convention import MOSI
-    from misr.store import FeatureStore, ledger
+    from misr.store import ledger
+    from misr.store.store import FeatureStore
 
     started = time.perf_counter()
     base_params = params_with(args.overrides)

@@ -34,9 +34,10 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.config import load_params  # noqa: E402
+from misr.config.params import load_params  # noqa: E402
 from misr.data.synth import generate  # noqa: E402
-from misr.store import MODALITIES, ExtractorInfo, FeatureStore, clip_key  # noqa: E402
+from misr.store import MODALITIES, ExtractorInfo, clip_key  # noqa: E402
+from misr.store.store import FeatureStore  # noqa: E402
 
 MOSEI_SPLITS = {"train": 16326, "valid": 1871, "test": 4659}
 VISUAL_WIDTH = 153  # the landmark extractor: face flag, 136 landmark coordinates, 3 pose angles, 13 AUs

@@ -28,7 +28,7 @@ STEP = """
 import json, resource, sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads(1)
-from misr.config import load_params
+from misr.config.params import load_params
 from misr.model import InputSpec, build_model
 from misr.model.misr import loss_terms, total_loss
 p = load_params({params!r}, ["model.max_frames={max_frames}"])

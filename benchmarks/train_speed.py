@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from misr.config import load_params  # noqa: E402
+from misr.config.params import load_params  # noqa: E402
 from misr.data.synth import generate  # noqa: E402
 from misr.msa.convention import MOSI  # noqa: E402
 from misr.stages.train import run as train  # noqa: E402

@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from misr.config import ExtractConfig, FeaturesConfig
+from misr.config.extract import ExtractConfig
+from misr.config.features import FeaturesConfig
 from misr.data.corpus import check_root
 from misr.errors import MisrError
 from misr.msa.convention import Convention, convention
@@ -109,17 +110,16 @@ def main() -> None:
 
     def body() -> None:
         params, _, dataset = load(args)
+        features, execution = params.section("features", FeaturesConfig), params.section("extract", ExtractConfig)
         check_root(args.raw_dir)  # fail fast with one line, before the flow starts
         check_writable(args.store)
         with prefect_api():
-            summary = extract_flow(
-                params.features, params.extract, convention(dataset.convention), args.raw_dir, args.store, stage.ProgressLines()
-            )
+            summary = extract_flow(features, execution, convention(dataset.convention), args.raw_dir, args.store, stage.ProgressLines())
         print(stage.summary_line(summary, args.store))
         for what, count in stage.summary_rows(summary)[4:]:
             if count:
                 print(f"  {what}: {count}")
-        if params.extract.strict and stage.strict_failure(summary):
+        if execution.strict and stage.strict_failure(summary):
             sys.exit(1)
 
     run_command(body)

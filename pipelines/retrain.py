@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from misr.config import Params, load_params
+from misr.config.params import Params, load_params
 from misr.errors import MisrError
 from misr.registry.gate import register as apply_gate
 from misr.registry.retrain import (

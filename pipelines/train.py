@@ -14,7 +14,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+from misr.config.features import FeaturesConfig
+from misr.config.model import ModelConfig
+from misr.config.train import TrainConfig
 from misr.msa.convention import Convention, convention
 from misr.stages import load, parser, text_table
 from misr.stages import train as stage
@@ -71,12 +73,13 @@ def main() -> None:
 
     def body() -> None:
         params, _, dataset = load(args)
-        stage.check_inputs(params.model, args.store)  # fail fast, before the flow starts
+        model = params.section("model", ModelConfig)
+        stage.check_inputs(model, args.store)  # fail fast, before the flow starts
         check_writable(args.model_dir)
-        sections = (params.model, params.train, params.features, convention(dataset.convention))
+        sections = (model, params.section("train", TrainConfig), params.section("features", FeaturesConfig), convention(dataset.convention))
         with prefect_api():
             summary = train_flow(*sections, args.store, args.model_dir, progress=stage.ProgressLines())
-        print(f"{params.model.name} on {args.store} ({summary['device']})")
+        print(f"{model.name} on {args.store} ({summary['device']})")
         print(text_table(stage.SUMMARY_COLUMNS, stage.summary_rows(summary)))
 
     run_command(body)

@@ -22,7 +22,8 @@ import numpy as np
 from misr.compare.base import Contender, own_visual
 from misr.compare.contenders import MisrModel
 from misr.errors import MisrError
-from misr.store import FeatureStore, ledger
+from misr.store import ledger
+from misr.store.store import FeatureStore
 from misr.util.atomic import write_json
 from misr.util.hashing import stable_hash
 

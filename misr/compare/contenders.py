@@ -13,10 +13,14 @@ import numpy as np
 import torch
 
 from misr.compare.base import Contender, own_visual
-from misr.config import VARIANTS, FeaturesConfig, ModelConfig, TrainConfig, validate_section
+from misr.config.features import FeaturesConfig
+from misr.config.model import VARIANTS, ModelConfig
+from misr.config.section import validate_section
+from misr.config.train import TrainConfig
 from misr.errors import MisrError
 from misr.msa.convention import Convention
-from misr.store import FeatureStore, SplitData
+from misr.store import SplitData
+from misr.store.store import FeatureStore
 
 
 class MisrModel(Contender):

@@ -39,8 +39,9 @@ import torch
 from misr.compare.base import Contender, own_visual
 from misr.errors import MisrError
 from misr.msa.convention import Convention
-from misr.store import FeatureStore, SplitData
+from misr.store import SplitData
 from misr.store.read import to_numpy
+from misr.store.store import FeatureStore
 from misr.util.atomic import write_pickle, write_text
 
 EXTRA_HINT = "pip install '.[mmsa]' (MMSA 2.2.1 and what it needs)"

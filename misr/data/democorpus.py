@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from misr.data import lexicon
-from misr.config import SPLITS, DemoCorpusConfig
+from misr.config.democorpus import DemoCorpusConfig
+from misr.config.section import SPLITS
 from misr.errors import MisrError
 from misr.util.atomic import atomic_path, write_text
 from misr.data.synth import draw_split

@@ -24,7 +24,8 @@ from misr.errors import MisrError
 from misr.msa.convention import MOSI, Convention
 from misr.util.atomic import write_pickle
 from misr.util.hashing import file_sha256
-from misr.store import KEY_SEPARATOR, ExtractorInfo, FeatureStore
+from misr.store import KEY_SEPARATOR, ExtractorInfo
+from misr.store.store import FeatureStore
 
 VERSION = "1"
 SPLITS = ("train", "valid", "test")

@@ -32,10 +32,12 @@ from typing import Any, Callable
 import numpy as np
 
 from misr.data import lexicon
-from misr.config import SPLITS, SynthConfig
+from misr.config.section import SPLITS
+from misr.config.synth import SynthConfig
 from misr.errors import MisrError
 from misr.msa.metrics import msa_metrics
-from misr.store import MODALITIES, ExtractorInfo, FeatureStore, clip_key
+from misr.store import MODALITIES, ExtractorInfo, clip_key
+from misr.store.store import FeatureStore
 from misr.util.atomic import check_writable
 
 VERSION = "1"

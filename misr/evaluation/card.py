@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from misr.config import DatasetConfig, EvaluateConfig
-from misr.store import FeatureStore
+from misr.config.dataset import DatasetConfig
+from misr.config.evaluate import EvaluateConfig
+from misr.store.store import FeatureStore
 from misr.util.atomic import is_temporary
 from misr.util.proc import git_state
 

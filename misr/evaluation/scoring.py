@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from misr.config import EvaluateConfig
+from misr.config.evaluate import EvaluateConfig
 from misr.evaluation.robustness import robustness_report
 from misr.features.person import view_for
-from misr.store import FeatureStore, SplitData, ledger
+from misr.store import SplitData, ledger
+from misr.store.store import FeatureStore
 from misr.training.batches import Batches
 from misr.training.checkpoints import RunSettings, check_fits
 from misr.training.groups import group_maes

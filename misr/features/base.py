@@ -1,6 +1,6 @@
 """The one small base class every feature extractor implements.
 
-An extractor turns one clip into one record for the store (see `FeatureStore.write_modality`). Its
+An extractor turns one clip into one record for the store (see `StoreFolder.write_modality`). Its
 `info` (name, version, configuration, feature names) goes into the Parquet metadata, and its config
 hash, with the clip's source hash, decides whether a clip has to be extracted again.
 
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from misr.config import FeaturesConfig
+from misr.config.features import FeaturesConfig
 from misr.data.corpus import Clip
 from misr.store import ExtractorInfo
 

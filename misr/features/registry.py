@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from misr.config import FeaturesConfig
+from misr.config.features import FeaturesConfig
 from misr.errors import MisrError
 from misr.features.base import Extractor
 

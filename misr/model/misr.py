@@ -25,7 +25,7 @@ from torch import nn
 
 import misr.model.gaussian as gaussian
 import misr.model.invariance as invariance
-from misr.config import ModelConfig
+from misr.config.model import ModelConfig
 from misr.model.encoders import BertTextEncoder, HiddenStateEncoder, SequenceEncoder, TokenEncoder
 
 MODALITIES = ("text", "audio", "visual")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from misr.config import RegisterConfig
+from misr.config.register import RegisterConfig
 from misr.errors import MisrError
 from misr.evaluation.eval_dir import EvalDir
 from misr.msa.convention import MOSI, Convention, convention

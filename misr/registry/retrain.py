@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from misr.config import Params
+from misr.config.params import Params
 from misr.data.corpus import VideoFinder, read_label_table
 from misr.errors import MisrError
 from misr.evaluation.eval_dir import EvalDir

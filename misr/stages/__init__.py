@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from misr.config import DatasetConfig, Params, load_params
+from misr.config.dataset import DatasetConfig, dataset_entry
+from misr.config.section import StageParams
 
 # Offline and private however a stage is started (`dvc repro` from a bare shell too): no model hub, no
 # analytics. An explicit setting in the environment wins. (Flows: the `pipelines` package sets its own.)
@@ -35,11 +36,11 @@ def parser(description: str, *paths: tuple[str, str]) -> argparse.ArgumentParser
     return p
 
 
-def load(args: argparse.Namespace) -> tuple[Params, str, DatasetConfig]:
-    """params.yaml (validated), the data set's name and its entry."""
-    overrides = [f"data.dataset={args.dataset}"] if args.dataset else []
-    params = load_params(args.params, overrides)
-    return params, params.data.dataset, params.data.active
+def load(args: argparse.Namespace) -> tuple[StageParams, str, DatasetConfig]:
+    """params.yaml (each section validated as the stage asks for it), the data set's name and its entry."""
+    params = StageParams(args.params)
+    name, dataset = dataset_entry(params, args.dataset)
+    return params, name, dataset
 
 
 def say(message: str) -> None:

@@ -13,7 +13,10 @@ from typing import Any
 from misr.compare.comparison import compare, default_workers
 from misr.compare.contenders import contender
 from misr.compare.report import summarise, test_reads_line, write
-from misr.config import CompareConfig, FeaturesConfig, ModelConfig, TrainConfig
+from misr.config.compare import CompareConfig
+from misr.config.features import FeaturesConfig
+from misr.config.model import ModelConfig
+from misr.config.train import TrainConfig
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.stages import load, parser, say, text_table
@@ -110,7 +113,15 @@ def main() -> None:
 
         params, _, dataset = load(args)
         conv = convention(dataset.convention)
-        report = run(params.compare, params.model, params.train, params.features, conv, [args.store], args.out_dir)
+        report = run(
+            params.section("compare", CompareConfig),
+            params.section("model", ModelConfig),
+            params.section("train", TrainConfig),
+            params.section("features", FeaturesConfig),
+            conv,
+            [args.store],
+            args.out_dir,
+        )
         print_report(report, lambda title, columns, rows: print(title + ("\n" + text_table(columns, rows) if rows else "")))
 
     run_command(body)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from misr.config import DatasetConfig, EvaluateConfig
+from misr.config.dataset import DatasetConfig
+from misr.config.evaluate import EvaluateConfig
 from misr.evaluation.card import model_card
 from misr.evaluation.eval_dir import EvalDir
 from misr.evaluation.plots import write_plot_data, write_pngs
@@ -68,7 +69,7 @@ def main() -> None:
 
     def body() -> None:
         params, name, dataset = load(args)
-        ev = run(params.evaluate, name, dataset, args.store, args.model_dir, args.out_dir)
+        ev = run(params.section("evaluate", EvaluateConfig), name, dataset, args.store, args.model_dir, args.out_dir)
         print(f"{ev.settings.model.name}: mean +- std over {len(ev.seeds)} seed(s)")
         print(text_table(("split", *ev.settings.convention.headline), headline_rows(ev)))
         if group_line(ev):

@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from misr.config import ExtractConfig, FeaturesConfig
+from misr.config.extract import ExtractConfig
+from misr.config.features import FeaturesConfig
 from misr.data.corpus import Clip, read_corpus
 from misr.data.media import ClipError, StreamSpan, probe_streams
 from misr.errors import MisrError
 from misr.features.base import MISSING_MODALITY
 from misr.features.registry import extractors_for
 from misr.msa.convention import Convention
-from misr.store import MODALITIES, SEQUENCE_MODALITIES, FeatureStore
+from misr.store import MODALITIES, SEQUENCE_MODALITIES
+from misr.store.folder import StoreFolder
 from misr.util.atomic import check_writable
 from misr.util.hashing import file_sha256, stable_hash
 from misr.util.stop import check_stop
@@ -88,7 +90,7 @@ def run(
 ) -> dict[str, Any]:
     """Extract what the store lacks; returns a summary (clips, extracted, complete, quarantined, by_error)."""
     check_writable(store_dir)  # before the corpus is read, not after it is extracted
-    with FeatureStore(store_dir).lock():
+    with StoreFolder(store_dir).lock():
         the_plan = plan(features, convention, raw_dir, store_dir, execution.shard_size, execution.max_workers)
         jobs = the_plan.jobs()
         total = sum(len(job.clips) for job in jobs)
@@ -182,7 +184,7 @@ def plan(
     """What the store lacks, in shards of at most `shard_size` clips, and at least `workers` shards when there
     are that many clips (so that a small corpus keeps every worker busy)."""
     clips, problems = read_corpus(raw_dir, convention)
-    store = FeatureStore(store_dir)
+    store = StoreFolder(store_dir)
     dropped = leaving_clips(store, raw_dir, {c.key for c in clips} | {p["clip_key"] for p in problems})
     store.remove_stale_tmp()
     extractors = extractors_for(features)
@@ -207,7 +209,7 @@ def plan(
     return Plan(good, problems, hashes, todo, [keys[i : i + size] for i in range(0, len(keys), size)], dropped)
 
 
-def leaving_clips(store: FeatureStore, raw_dir: str | Path, corpus_keys: set[str]) -> list[str]:
+def leaving_clips(store: StoreFolder, raw_dir: str | Path, corpus_keys: set[str]) -> list[str]:
     """The store's clips that are no longer in the corpus (clips.parquet follows the corpus, so they leave it).
 
     A store none of whose clips are in the corpus belongs to another corpus: extracting into it would
@@ -232,7 +234,7 @@ def shard_name(keys: list[str], todo: dict[str, list[str]], hashes: dict[str, st
 def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard) -> ShardResult:
     """Extract every missing modality of the shard's clips and write one part per modality."""
     clips, todo, hashes = shard.clips, shard.todo, shard.hashes
-    store = FeatureStore(store_dir)
+    store = StoreFolder(store_dir)
     extractors = extractors_for(features)
     result = ShardResult(shard.index)
     records: dict[str, list[dict[str, Any]]] = {m: [] for m in MODALITIES}
@@ -270,7 +272,7 @@ def extract_shard(features: FeaturesConfig, store_dir: str | Path, shard: Shard)
 
 def finish(store_dir: str | Path, the_plan: Plan, errors: list[dict[str, str]]) -> dict[str, Any]:
     """Write clips.parquet and the quarantine for the corpus as it is now; drop superseded parts."""
-    store = FeatureStore(store_dir)
+    store = StoreFolder(store_dir)
     decoded = {m: store.decoded_seconds(m) for m in SEQUENCE_MODALITIES}
     rows = []
     for clip in the_plan.clips:

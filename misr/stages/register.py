@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from misr.config import RegisterConfig
+from misr.config.register import RegisterConfig
 from misr.registry.gate import Decision, register
 from misr.stages import load, parser
 from misr.util.command import run_command
@@ -34,7 +34,7 @@ def main() -> None:
 
     def body() -> None:
         params, _, _ = load(args)
-        cfg = params.registration.model_copy(update={"artifact": args.artifact})
+        cfg = params.section("register", RegisterConfig).model_copy(update={"artifact": args.artifact})
         decision = run(cfg, args.eval_dir, decide_only=True)
         print(f"gate: {'promote' if decision.promote else 'do not promote'} {cfg.artifact} to {decision.stage!r}")
         for reason in decision.reasons:

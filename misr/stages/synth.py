@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from misr.config import SynthConfig
+from misr.config.synth import SynthConfig
 from misr.data.synth import generate
 from misr.stages import load, parser, say, text_table
 from misr.util.command import run_command
@@ -62,7 +62,7 @@ def main() -> None:
 
     def body() -> None:
         params, _, _ = load(args)
-        oracle = run(params.data.synth, args.store, force=True, progress=split_done)
+        oracle = run(params.section("data.synth", SynthConfig), args.store, force=True, progress=split_done)
         print(text_table(LABEL_COLUMNS, label_rows(oracle)))
         print(text_table(BOUND_COLUMNS, bound_rows(oracle)))
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+from misr.config.features import FeaturesConfig
+from misr.config.model import ModelConfig
+from misr.config.train import TrainConfig
 from misr.msa.convention import Convention
 from misr.training.checkpoints import RunSettings
 from misr.training.loop import Progress, SeedRunner, train

@@ -1,7 +1,9 @@
 """The Parquet feature store: one folder per data set, one Parquet dataset per modality.
 
-`schema` says what the tables hold, `write` and `read` build and read them, and `FeatureStore` is
-the folder with its operations.
+`schema` says what the tables hold (re-exported here), `write` and `read` build and read them,
+`folder.StoreFolder` is the folder with what extraction does to it, and `store.FeatureStore` that folder
+with its splits read into arrays. This file imports the schema alone, so that importing a name from it
+costs a stage no reader and no writer.
 """
 
 from misr.store.schema import (
@@ -16,7 +18,6 @@ from misr.store.schema import (
     TextTokens,
     clip_key,
 )
-from misr.store.store import FeatureStore
 
 __all__ = [
     "KEY_SEPARATOR",
@@ -25,7 +26,6 @@ __all__ = [
     "SPLITS",
     "UNIMODAL_LABELS",
     "ExtractorInfo",
-    "FeatureStore",
     "Sequences",
     "SplitData",
     "TextTokens",

@@ -23,7 +23,10 @@ import torch
 import yaml
 from torch import nn
 
-from misr.config import ExtractConfig, FeaturesConfig, ModelConfig, TrainConfig, validate_section
+from misr.config.features import MOVED_TO_EXTRACT, FeaturesConfig
+from misr.config.model import ModelConfig
+from misr.config.section import validate_section
+from misr.config.train import TrainConfig
 from misr.errors import MisrError
 from misr.model import InputSpec, build_model
 from misr.msa.convention import Convention, convention
@@ -59,7 +62,7 @@ class RunSettings:
 
 def _what_features_are(raw: Any) -> Any:
     # checkpoints written before the extract section held its execution settings (shard_size, ...) in features
-    return {k: v for k, v in raw.items() if k not in ExtractConfig.model_fields} if isinstance(raw, dict) else raw
+    return {k: v for k, v in raw.items() if k not in MOVED_TO_EXTRACT} if isinstance(raw, dict) else raw
 
 
 FORMAT_VERSION = 1  # what this code writes and the newest it reads (checkpoints without one are version 1)

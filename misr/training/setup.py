@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from misr.config import ModelConfig, TrainConfig
+from misr.config.model import ModelConfig
+from misr.config.train import TrainConfig
 from misr.errors import MisrError
 from misr.features.person import view_for
 from misr.model import InputSpec
 from misr.shipped import minilm_dir
-from misr.store import MODALITIES, FeatureStore, SplitData
+from misr.store import MODALITIES, SplitData
+from misr.store.store import FeatureStore
 from misr.store.stream import SplitStream
 from misr.util.hashing import stable_hash
 

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from misr.config import DatasetConfig, Params, load_params
+from misr.config.dataset import DatasetConfig
+from misr.config.params import Params, load_params
 from misr.errors import MisrError
 
 app = typer.Typer(

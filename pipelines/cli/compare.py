@@ -48,7 +48,8 @@ def compare_command(
     the total time. Settings of this package's models come from params.yaml (model, train); MMSA's models
     use MMSA's own defaults.
     """
-    from misr.config import CompareConfig, validate_section
+    from misr.config.compare import CompareConfig
+    from misr.config.section import validate_section
     from misr.errors import MisrError
     from misr.msa.convention import convention
     from misr.stages import compare as stage

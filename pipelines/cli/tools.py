@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from misr.config import params_to_yaml
+from misr.config.params import params_to_yaml
 from misr.errors import MisrError
 from pipelines.cli.common import ParamsOption, SetOption, app, err, load, out, table
 
@@ -25,7 +25,7 @@ def inspect_command(
     set_: list[str] | None = SetOption,
 ) -> None:
     """Summarise a feature store: clips per split, modalities (and clips kept without each), dimensions, extractors, quarantine."""
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
 
     cfg = load(params, set_)
     fs = FeatureStore(store or cfg.data.active.features_dir)

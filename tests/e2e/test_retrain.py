@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from misr.config import load_params, params_to_yaml
+from misr.config.params import load_params, params_to_yaml
 from misr.errors import MisrError
 from misr.registry.retrain import data_state, history
 from tests.helpers import REPO

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from tests.helpers import REPO
 from tests.helpers.processes import processes_marked, stopped_within, wait_for
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from misr.config import Params, load_params
+from misr.config.params import Params, load_params
 from misr.msa.convention import convention
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from misr.compare.report import summarise, write
 from misr.errors import MisrError
 from misr.msa.convention import MOSI
 from misr.msa.metrics import msa_metrics
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from tests.helpers import REPO, TINY_TRAINING, params
 
 HAS_MMSA = importlib.util.find_spec("MMSA") is not None

@@ -16,7 +16,7 @@ from misr.data.corpus import read_corpus
 from misr.features.person import view_for
 from misr.msa.convention import MOSI, SIMS
 from misr.stages.extract import plan, summary_rows
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from tests.helpers import extract_flow, make_video
 from tests.helpers import params as base_params
 

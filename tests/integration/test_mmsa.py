@@ -10,7 +10,7 @@ import pytest
 
 from misr.data.mmsa import export_file, import_file, load
 from misr.errors import MisrError
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from tests.helpers import REPO
 
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from misr.config import load_params
+from misr.config.params import load_params
 from misr.errors import MisrError
 from misr.msa.convention import MOSI
 from misr.predict import load_models, predict_video

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from misr.config import load_params
+from misr.config.params import load_params
 from misr.errors import MisrError
 from misr.registry.gate import register
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from misr.store.stream import SplitStream
 from misr.store.write import ROW_GROUP_CLIPS
 from tests.helpers import TINY_TRAINING, params, train

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from misr.data.corpus import Clip
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from tests.helpers import FACES, params
 from tests.integration.test_extract import truncated_faststart, write_rows
 

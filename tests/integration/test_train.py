@@ -64,7 +64,7 @@ def test_short_training_beats_the_training_mean(bigger_store, tmp_path):
 
 @pytest.mark.slow
 def test_best_checkpoint_loads_with_weights_only_and_reproduces_valid_mae(store, tmp_path):
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
     from misr.training.batches import Batches
     from misr.training.inference import evaluate_split
 
@@ -87,7 +87,7 @@ def run_training(store, out, overrides, kill_at=None):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from misr.config import load_params
+        from misr.config.params import load_params
         from misr.msa.convention import MOSI
         from misr.stages.train import run
         from misr.training.loop import train_seed
@@ -329,9 +329,9 @@ def test_checkpoints_chosen_on_the_worst_validation_group_and_reported_by_evalua
     `misr evaluate` reports the same group MAEs for that checkpoint."""
     import numpy as np
 
-    from misr.config import EvaluateConfig
+    from misr.config.evaluate import EvaluateConfig
     from misr.evaluation.scoring import score_model
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
 
     summary = train_on_shortcut(tmp_path, 120, "train.epochs=6", "train.patience=10", "train.select_on=worst_group_mae")
     r = summary["seeds"]["5"]

@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from misr.config import Params, load_params, params_to_yaml
+from misr.config.compare import CompareConfig
+from misr.config.dataset import dataset_entry
+from misr.config.evaluate import EvaluateConfig
+from misr.config.model import ModelConfig
+from misr.config.params import Params, load_params, params_to_yaml
+from misr.config.register import RegisterConfig
+from misr.config.section import StageParams
+from misr.config.train import TrainConfig
 from misr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +125,9 @@ def test_an_execution_knob_left_under_features_says_where_it_moved(params_file):
 
 
 def test_checkpoints_written_before_the_extract_section_still_load():
-    from misr.config import FeaturesConfig, ModelConfig, TrainConfig
+    from misr.config.features import FeaturesConfig
+    from misr.config.model import ModelConfig
+    from misr.config.train import TrainConfig
     from misr.msa.convention import MOSI
     from misr.training.checkpoints import RunSettings
 
@@ -126,3 +135,51 @@ def test_checkpoints_written_before_the_extract_section_still_load():
     old = yaml.safe_load(now.to_yaml())
     old["features"].update(shard_size=16, runner="threads", max_workers=2, dask_address=None, strict=False)
     assert RunSettings.from_yaml(yaml.safe_dump(old), "best.pt") == now
+
+
+def stage_error(params: StageParams, key: str, model: type) -> str:
+    with pytest.raises(ConfigError) as info:
+        params.section(key, model)
+    return str(info.value)
+
+
+def test_a_stage_validates_the_sections_it_reads_and_no_other(tmp_path):
+    """A stage reads its own sections: a broken section it does not read neither stops it nor (through the
+    import of its model) re-runs it; the CLI, which reads the whole file, still refuses it."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["compare"] = {"models": ["misr", "nope"]}
+    raw["model"]["invariance"]["wieght"] = 2
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    params = StageParams(path)
+    assert params.section("register", RegisterConfig).metric == raw["register"]["metric"]
+    assert params.section("train", TrainConfig).seeds == raw["train"]["seeds"]
+    msg = stage_error(params, "model", ModelConfig)
+    assert "model.invariance.wieght: unknown key" in msg and "kind, weight, warmup_epochs" in msg
+    assert "compare.models" in stage_error(params, "compare", CompareConfig)
+    with pytest.raises(ConfigError, match="compare.models"):
+        load_params(path)
+
+
+def test_a_section_left_out_takes_its_defaults_and_a_value_is_no_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  datasets:\n    mine: {source: synth}\nevaluate: 3\n")
+    params = StageParams(path)
+    assert params.section("train", TrainConfig) == TrainConfig()
+    assert "evaluate" in stage_error(params, "evaluate", EvaluateConfig)
+
+
+def test_a_stage_finds_its_data_set_with_default_folders(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  dataset: mine\n  datasets:\n    mine: {source: synth}\n    other: {source: raw, raw_dir: r}\n")
+    name, entry = dataset_entry(StageParams(path))
+    assert name == "mine" and entry.features_dir == Path("data/features/mine") and entry.eval_dir == Path("data/eval/mine")
+    assert dataset_entry(StageParams(path), "other")[1].raw_dir == Path("r")
+    with pytest.raises(ConfigError, match="'nope' is not one of the configured datasets: mine, other"):
+        dataset_entry(StageParams(path), "nope")
+    path.write_text("data:\n  datasets:\n    mine: {source: raw}\n")
+    with pytest.raises(ConfigError, match="raw_dir is required"):
+        dataset_entry(StageParams(path), "mine")
+    # the whole file's validation gives the same folders
+    path.write_text("data:\n  dataset: mine\n  datasets:\n    mine: {source: synth}\nretrain: {dataset: mine}\n")
+    assert load_params(path).data.active == dataset_entry(StageParams(path))[1]

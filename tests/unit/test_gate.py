@@ -1,6 +1,6 @@
 """The promotion gate's decision, a pure function of the metrics, the production model's and the settings."""
 
-from misr.config import load_params
+from misr.config.params import load_params
 from misr.registry.gate import gate
 from tests.helpers import REPO
 

@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from misr.config import (
-    CompareConfig,
-    DatasetConfig,
-    DemoCorpusConfig,
-    EvaluateConfig,
-    ExtractConfig,
-    FeaturesConfig,
-    ModelConfig,
-    RegisterConfig,
-    SynthConfig,
-    TrainConfig,
-    load_params,
-)
+from misr.config.compare import CompareConfig
+from misr.config.data import DataConfig
+from misr.config.dataset import DatasetConfig
+from misr.config.democorpus import DemoCorpusConfig
+from misr.config.evaluate import EvaluateConfig
+from misr.config.extract import ExtractConfig
+from misr.config.features import FeaturesConfig
+from misr.config.model import ModelConfig
+from misr.config.params import Params, load_params
+from misr.config.register import RegisterConfig
+from misr.config.retrain import RetrainConfig
+from misr.config.synth import SynthConfig
+from misr.config.train import TrainConfig
 from misr.msa.convention import Convention
 from tests.helpers import REPO
 from tests.helpers.imports import closure, module_file, module_name, project_imports, third_party_imports
@@ -246,6 +246,47 @@ def test_editing_the_model_leaves_extraction_standing():
     extract = next(stage for name, _, stage in STAGES if name == "extract")
     assert not covered(REPO / "misr" / "model" / "misr.py", extract["deps"])
     assert not covered(REPO / "misr" / "training" / "loop.py", extract["deps"])
+
+
+def test_extraction_imports_no_reader_and_no_model():
+    """Adding a reader's helper (`to_numpy`) once re-ran every extraction, through the store's one class."""
+    extract = next(stage for name, _, stage in STAGES if name == "extract")
+    needed = {str(p.relative_to(REPO)) for p in closure(command_module(extract["cmd"]))}
+    assert not [p for p in needed if p in ("misr/store/read.py", "misr/store/store.py", "misr/store/stream.py")]
+    assert not [p for p in needed if p.startswith(("misr/model/", "misr/training/"))]
+    assert not [d for d in extract["deps"] if d.startswith(("misr/store/read", "misr/model"))]
+
+
+ALL_SECTIONS = [*SECTION_KEYS, DataConfig, RetrainConfig, Params]
+
+
+def section_files(types_: typing.Iterable[type]) -> set[Path]:
+    """The files of misr.config that define these sections, with what those files import."""
+    return {p for t in types_ for p in closure(module_file(t.__module__)) if "misr/config" in str(p)}
+
+
+def main_and_compare_stages() -> list[tuple[str, str, dict]]:
+    compare = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]["compare"]
+    return [*STAGES, ("compare", "synth", compare)]
+
+
+@pytest.mark.parametrize("name,item,stage", main_and_compare_stages(), ids=[s[0] for s in main_and_compare_stages()])
+def test_a_stage_imports_the_config_of_its_own_sections_only(name, item, stage):
+    """One module per section: adding a field to `compare` once re-ran all eight stages of the main pipeline."""
+    module = __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"])
+    files = closure(command_module(stage["cmd"]))
+    read = set(typing.get_type_hints(module.run).values()) | {DatasetConfig}  # every stage reads its data set's entry
+    if REPO / "misr" / "training" / "checkpoints.py" in files:  # it reads a model, whose checkpoints carry settings
+        from misr.training.checkpoints import RunSettings
+
+        read |= set(typing.get_type_hints(RunSettings).values())
+    others = section_files(ALL_SECTIONS) - section_files(t for t in read if t in ALL_SECTIONS)
+    assert sorted(str(p.relative_to(REPO)) for p in others & files) == []
+
+
+def test_no_stage_of_the_main_pipeline_depends_on_the_compare_section():
+    compare = module_file(CompareConfig.__module__)
+    assert [name for name, _, stage in STAGES if covered(compare, stage["deps"])] == []
 
 
 def test_no_stage_declares_how_extraction_runs():

@@ -3,7 +3,8 @@
 import shutil
 import subprocess
 
-from misr.store import FeatureStore, ledger
+from misr.store import ledger
+from misr.store.store import FeatureStore
 from tests.unit.test_store import make_clips
 
 

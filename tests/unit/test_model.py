@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from misr.config import load_params
+from misr.config.params import load_params
 from misr.model import MISR, InputSpec, LateFusion, build_model, gaussian, invariance, loss_terms, loss_weights, total_loss
 from misr.model.encoders import SequenceEncoder, TokenEncoder
 
@@ -185,7 +185,7 @@ def test_vrex_zero_for_equal_risks_positive_otherwise():
 
 
 def huber(delta=1.0):
-    from misr.config import LossConfig
+    from misr.config.model import LossConfig
 
     return LossConfig(kind="pseudo_huber", delta=delta)
 
@@ -376,7 +376,7 @@ def test_misr_trains_and_predicts_on_a_clip_longer_than_the_limit():
 
 
 def test_each_variant_switches_on_what_its_table_row_says():
-    from misr.config import VARIANTS
+    from misr.config.model import VARIANTS
 
     for name, variant in VARIANTS.items():
         cfg = model_cfg(f"model.name={name}", "model.invariance.warmup_epochs=0", "model.environments=groups")
@@ -444,7 +444,7 @@ def test_a_validation_split_without_groups_is_named_as_such(tmp_path):
     from misr.data.synth import generate
     from misr.errors import MisrError
     from misr.model import build_model
-    from misr.store import FeatureStore
+    from misr.store.store import FeatureStore
     from misr.training.batches import batches_for
     from misr.training.groups import validation_partition
     from misr.training.setup import resolve_input_spec

@@ -123,7 +123,8 @@ def test_describe_says_what_the_model_sees(mode):
 
 def landmark_store(root, with_quantiles: bool):
     """A store whose visual parts carry the landmark extractor's features: two videos of one face, one of another."""
-    from misr.store import ExtractorInfo, FeatureStore, clip_key
+    from misr.store import ExtractorInfo, clip_key
+    from misr.store.store import FeatureStore
 
     fs = FeatureStore(root)
     rng = np.random.default_rng(3)

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from misr.errors import StoreError
-from misr.store import ExtractorInfo, FeatureStore, clip_key
+from misr.store import ExtractorInfo, clip_key
 from misr.store import write as store_write
+from misr.store.store import FeatureStore
 
 AUDIO = ExtractorInfo("test-audio", "1.2", {"sr": 16000}, ["f0", "rms", "mfcc_1"])
 VISUAL = ExtractorInfo("test-visual", "0.1", {"every": 5}, ["AU12_r", "AU04_r"])
@@ -280,7 +281,8 @@ def test_killed_writer_never_leaves_a_partial_visible_file(tmp_path):
     script = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from misr.store import FeatureStore, ExtractorInfo
+        from misr.store import ExtractorInfo
+        from misr.store.store import FeatureStore
         fs = FeatureStore({str(tmp_path)!r})
         info = ExtractorInfo("big", "1", {{}}, [])
         rng = np.random.default_rng(0)

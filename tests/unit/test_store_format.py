@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from misr.errors import StoreError
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 from misr.store.stream import SplitStream
 from tests.unit.test_store import filled  # noqa: F401  (the fixture)
 

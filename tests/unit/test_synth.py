@@ -5,7 +5,7 @@ import pytest
 
 from misr.data.synth import draw_split, generate, label_prior, posterior_median
 from misr.errors import MisrError
-from misr.store import FeatureStore
+from misr.store.store import FeatureStore
 
 
 def files_of(root):

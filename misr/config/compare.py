@@ -1,0 +1,37 @@
+"""`compare`: the models `misr compare` trains, its reference, its seeds."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from misr.config.model import VARIANTS
+from misr.config.section import Section, Seed
+
+
+class CompareConfig(Section):
+    """`misr compare`: which models, against which reference, on which seeds (its options override these)."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["misr", "late_fusion"],
+        min_length=1,
+        description="model.name values of this package, or mmsa:NAME for MMSA's models (the mmsa extra)",
+    )
+    reference: str = Field("late_fusion", description="the model every other one is compared with (one of models)")
+    seeds: list[Seed] | None = Field(None, min_length=1, description="training seeds; null: train.seeds")
+
+    @field_validator("models")
+    @classmethod
+    def _known(cls, models: list[str]) -> list[str]:
+        for m in models:
+            if not (m in VARIANTS or (m.lower().startswith("mmsa:") and len(m) > 5)):
+                raise ValueError(f"{m!r} is neither a model.name ({', '.join(VARIANTS)}) nor mmsa:NAME")
+        repeated = sorted({m for m in models if models.count(m) > 1})
+        if repeated:
+            raise ValueError(f"models listed twice: {', '.join(repeated)}")
+        return models
+
+    @model_validator(mode="after")
+    def _reference_is_a_model(self) -> CompareConfig:
+        if self.reference not in self.models:
+            raise ValueError(f"reference {self.reference!r} is not one of models: {', '.join(self.models)}")
+        return self
