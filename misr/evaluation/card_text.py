@@ -11,10 +11,17 @@ import yaml
 from misr.msa.convention import convention
 
 
+def training_line(training: dict[str, Any]) -> str:
+    where = f"Device {training['device']} ({training['world_size']} process(es))"
+    if "steps" in training:
+        return f"{where}, {training['steps']} optimisation steps in all."
+    return f"{where}, {training['seconds']:.0f} s in all."  # a card written before cards held no times
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     keys = list(convention(card["dataset"]["convention"]).metric_keys)  # the convention's own metrics (SIMS has no Non0_*)
     title = f"{card['artifact']} ({card['model']})" if card.get("artifact") else card["model"]
-    lines = [f"# Model card: {title}", "", f"Created {card['created']}.", ""]
+    lines = [f"# Model card: {title}", ""]
     ds = card["dataset"]
     lines += [
         "## Data",
@@ -58,7 +65,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             lines.append(f"| {name} | {m.get('MAE', float('nan')):.3f} | {m.get('Non0_acc_2', float('nan')):.3f} |")
         lines.append("")
     tr = card["training"]
-    lines += ["## Training", "", f"Device {tr['device']} ({tr['world_size']} process(es)), {tr['seconds']:.0f} s in all.", ""]
+    lines += ["## Training", "", training_line(tr), ""]
     for seed, s in tr["seeds"].items():
         groups = f"; invariant across '{s['environments']}'" if s.get("environments") else ""
         lines.append(

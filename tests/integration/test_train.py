@@ -62,6 +62,17 @@ def test_short_training_beats_the_training_mean(bigger_store, tmp_path):
     assert "MAE" in json.loads((tmp_path / "m" / "dvclive" / "seed-7" / "metrics.json").read_text())["valid"]
 
 
+def test_two_trainings_of_one_store_are_the_same_bytes(store, tmp_path):
+    """summary.json once held each seed's wall time: every re-run of train changed the model folder's DVC hash,
+    and evaluation and registration re-ran behind it. The times are returned (the CLI shows them), not written."""
+    tiny = tiny_params("train.epochs=2", "train.seeds=[7, 8]")
+    summaries = [train(tiny, store, tmp_path / name) for name in ("a", "b")]
+    assert all(r["seconds"] > 0 for s in summaries for r in s["seeds"].values())
+    files = [{str(f.relative_to(tmp_path / n)): f.read_bytes() for f in sorted((tmp_path / n).rglob("*")) if f.is_file()} for n in "ab"]
+    assert sorted(files[0]) == sorted(files[1]) and "summary.json" in files[0]
+    assert [name for name in files[0] if files[0][name] != files[1][name]] == []
+
+
 @pytest.mark.slow
 def test_best_checkpoint_loads_with_weights_only_and_reproduces_valid_mae(store, tmp_path):
     from misr.store.store import FeatureStore
