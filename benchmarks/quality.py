@@ -281,12 +281,13 @@ ENTRIES: dict[str, list[str]] = {
 def protocol_store(data_seed: int, overrides: list[str], cache: str, reversed_cue: bool = False) -> Path:
     """The data seed's store (with `reversed_cue`, its counterfactual twin), generated once into the cache: a
     comparison reuses trained seeds only while the store's files are the same ones."""
+    from misr.compare.runs import RunCache
     from misr.data.synth import generate
     from misr.util.hashing import stable_hash
 
     p = params_with([*overrides, f"data.synth.seed={data_seed}"])
     cue = "reversed" if reversed_cue else "kept"
-    folder = Path(cache) / "stores" / f"{data_seed}-{cue}-{stable_hash(p.data.synth.model_dump(mode='json'))[:12]}"
+    folder = RunCache(cache).store(f"{data_seed}-{cue}-{stable_hash(p.data.synth.model_dump(mode='json'))[:12]}")
     if not (folder / "clips.parquet").exists():
         generate(p.data.synth, folder, cue=cue)
     return folder
@@ -337,7 +338,7 @@ def protocol_select(args: argparse.Namespace) -> None:
     modality = params_with(base).data.synth.shortcut.modality
     contenders = contenders_of(CANDIDATES, base)
     stores = {seed: protocol_store(seed, base, args.cache) for seed in args.data_seeds}
-    jobs = jobs_for(list(stores.values()), contenders, TRAINING_SEEDS, Path(args.cache) / "runs", 1)
+    jobs = jobs_for(list(stores.values()), contenders, TRAINING_SEEDS, Path(args.cache), 1)
     results = run_jobs(jobs, args.workers, log)
     rows = {}
     ood = {seed: FeatureStore(store).load_split("valid_ood") for seed, store in stores.items()}
@@ -351,7 +352,7 @@ def protocol_select(args: argparse.Namespace) -> None:
             per["valid"].append(mae(pv, yv))
             per["worst"].append(max(by_group))
             per["mean"].append(float(np.mean(by_group)))
-            po = c.predict(job.store, job.folder, job.seed, ood[seed])
+            po = c.predict(job.store, job.run, ood[seed])
             per["valid_ood"].append(mae(po, ood[seed].labels.numpy().astype(np.float64)))
         rows[c.label] = {k: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for k, v in per.items()}
     n = params_with(base).data.synth.n_clips
@@ -398,7 +399,7 @@ def report(args: argparse.Namespace) -> None:
     if any(read.values()):
         print(f"--again: test read before for data seed(s) {', '.join(str(s) for s, n in read.items() if n)}")
     twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
-    c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache) / "runs", args.workers, 1, "late_fusion", log)
+    c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache), args.workers, 1, "late_fusion", log)
     names = list(entries)
     summary = summarise(c, MOSI, "late_fusion" if "late_fusion" in names else names[0])
     against_lf = summary if "late_fusion" in names else None
@@ -414,8 +415,8 @@ def report(args: argparse.Namespace) -> None:
             raise MisrError(f"the counterfactual store {twin} holds other test clips than {store}")
         change.append(float(np.abs(cue - labels_and_cue(twin, "test", keys, modality)[1]).mean()))
         for name in names:
-            shifted = [c.contenders[name].predict(store, folder, seed, twin_test) for seed, folder in s.folders[name].items()]
-            now = [s.preds["test"][name][seed] for seed in s.folders[name]]
+            shifted = [c.contenders[name].predict(store, run, twin_test) for run in s.runs[name].values()]
+            now = [s.preds["test"][name][seed] for seed in s.runs[name]]
             moved[name].append(float(np.mean([np.abs(a - b).mean() for a, b in zip(now, shifted, strict=True)])) / change[-1])
 
     def per_clip_error(name: str, i: int) -> np.ndarray:

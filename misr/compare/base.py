@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from misr.compare.runs import SeedRun
 from misr.store import SplitData
 from misr.util.hashing import stable_hash
 
@@ -33,11 +34,12 @@ class Contender:
     def check(self, store_dir: Path) -> None:
         """Fail fast, before anything trains, with a clear error when this contender cannot run on the store."""
 
-    def fit(self, store_dir: Path, seed: int, folder: Path, threads: int) -> None:
-        """Train one seed into `folder` (checkpoint chosen on valid)."""
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
+        """Train one seed (checkpoint chosen on valid) into `run.folder`, by way of `run.training` or a temporary
+        folder: the seed folder appears whole or not at all."""
         raise NotImplementedError
 
-    def predict(self, store_dir: Path, folder: Path, seed: int, data: SplitData) -> np.ndarray:
+    def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         """The trained seed's prediction for each clip of `data` (left unchanged)."""
         raise NotImplementedError
 

@@ -2,8 +2,8 @@
 
 Order matters for honesty. Each seed is trained with its checkpoint chosen on valid, and predicts valid;
 only when every seed of every contender is done is each store's test split loaded, once, and handed to
-every trained seed. Trained seeds are kept in a cache folder under a key of the contender's settings, the
-store's files and this package's code: a second comparison with any of them unchanged reuses those seeds.
+every trained seed. Trained seeds are kept in a run cache (`misr.compare.runs`) under a key of the contender's
+settings, the store's content and this package's code: a later comparison with all three unchanged reuses them.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 
 from misr.compare.base import Contender, own_visual
 from misr.compare.contenders import MisrModel
+from misr.compare.runs import RunCache, SeedRun
 from misr.errors import MisrError
 from misr.store import ledger
 from misr.store.store import FeatureStore
-from misr.util.atomic import write_json
 from misr.util.hashing import stable_hash
 
 Say = Callable[[str], None]
@@ -39,7 +39,7 @@ class Predictions:
     clip_keys: dict[str, list[str]]  # split -> clip keys
     labels: dict[str, np.ndarray]  # split -> [clips]
     preds: dict[str, dict[str, dict[int, np.ndarray]]]  # split -> label -> seed -> [clips]
-    folders: dict[str, dict[int, Path]] = field(default_factory=dict)  # label -> seed -> the trained seed's folder
+    runs: dict[str, dict[int, SeedRun]] = field(default_factory=dict)  # label -> seed -> the trained seed in the cache
     conflict: np.ndarray | None = None  # test clips whose modalities disagree in sentiment
     conflict_rule: str | None = None
     test_reads_before: int = 0  # reads of this store's test split on the ledger before this comparison's
@@ -65,35 +65,28 @@ def code_hash() -> str:
     return stable_hash({str(f.relative_to(PACKAGE)): f.read_text() for f in sorted(PACKAGE.rglob("*.py"))})
 
 
-def store_fingerprint(store: Path) -> str:
-    """The store's files by name, size and modification time (cheap on a 10 GB store; a rewrite changes it)."""
-    files = sorted(p for p in Path(store).rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise MisrError(f"no feature store at {store}", hint="run `misr extract`, `misr synth` or `misr import-mmsa` first")
-    return stable_hash([(str(p.relative_to(store)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-
-
 @dataclass(frozen=True)
 class Job:
     contender: Contender
     store: Path
-    seed: int
-    folder: Path
+    run: SeedRun
     threads: int
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
 
 
 def fit_and_validate(job: Job) -> dict[str, Any]:
-    """Train one seed (unless its folder says it is done) and predict valid; returns what done.json holds."""
-    done = job.folder / "done.json"
-    if done.exists():
-        import json
-
-        return {**json.loads(done.read_text()), "reused": True}
+    """Train one seed (unless the cache holds it whole) and predict valid; returns what done.json holds."""
+    done = job.run.done()
+    if done is not None:
+        return {**done, "reused": True}
     started = time.perf_counter()
-    job.contender.fit(job.store, job.seed, job.folder, job.threads)
+    job.contender.fit(job.store, job.run, job.threads)
     seconds = time.perf_counter() - started
     valid = FeatureStore(job.store).load_split("valid")
-    pred = job.contender.predict(job.store, job.folder, job.seed, valid)
+    pred = job.contender.predict(job.store, job.run, valid)
     result = {
         "label": job.contender.label,
         "seed": job.seed,
@@ -102,7 +95,7 @@ def fit_and_validate(job: Job) -> dict[str, Any]:
         "labels": valid.labels.tolist(),
         "valid": pred.tolist(),
     }
-    write_json(done, result)  # last, atomically: a killed run leaves no folder that reads as done
+    job.run.finish(result)
     return {**result, "reused": False}
 
 
@@ -142,7 +135,7 @@ def compare(
         preds: dict[str, dict[str, dict[int, np.ndarray]]] = {"valid": {}, "test": {}}
         for job, r in mine:
             if r["clip_keys"] != valid_keys:
-                raise MisrError(f"{job.folder} predicted other valid clips than the store holds now", hint=f"remove {job.folder}")
+                raise MisrError(f"{job.run.folder} predicted other valid clips than the store holds now", hint=f"remove {job.run.folder}")
             preds["valid"].setdefault(job.contender.label, {})[job.seed] = np.asarray(r["valid"], dtype=np.float64)
         before = ledger.record_read(store)
         said = f"; read {before} time(s) before, by the ledger {ledger.ledger_path(store)}" if before else ""
@@ -150,7 +143,7 @@ def compare(
         test = FeatureStore(store).load_split("test")
         for job, _ in mine:
             preds["test"].setdefault(job.contender.label, {})[job.seed] = np.asarray(
-                job.contender.predict(store, job.folder, job.seed, test), dtype=np.float64
+                job.contender.predict(store, job.run, test), dtype=np.float64
             )
         conflict, rule = conflict_subsets(contenders, reference, [j for j, _ in mine], store, test)
         per_store.append(
@@ -159,7 +152,7 @@ def compare(
                 clip_keys={"valid": valid_keys, "test": list(test.clip_keys)},
                 labels={"valid": valid_labels, "test": test.labels.numpy().astype(np.float64)},
                 preds=preds,
-                folders={c.label: {j.seed: j.folder for j, _ in mine if j.contender is c} for c in contenders},
+                runs={c.label: {j.seed: j.run for j, _ in mine if j.contender is c} for c in contenders},
                 conflict=conflict,
                 conflict_rule=rule,
                 test_reads_before=before,
@@ -171,13 +164,13 @@ def compare(
 
 
 def jobs_for(stores: Sequence[Path], contenders: Sequence[Contender], seeds: Sequence[int], cache: Path, threads: int) -> list[Job]:
-    """One job per store x contender x seed, each in the cache folder of its key (settings, store, code)."""
-    code, jobs = code_hash(), []
+    """One job per store x contender x seed, each in the run cache under its key (settings, store, code)."""
+    runs, code, jobs = RunCache(cache), code_hash(), []
     for store in stores:
-        fingerprint = store_fingerprint(store)
+        fingerprint = FeatureStore(store).fingerprint()
         for c in contenders:
-            key = stable_hash({"contender": c.key(), "store": fingerprint, "code": code})[:12]
-            jobs += [Job(c, store, seed, Path(cache) / slug(c.label) / key / f"seed-{seed}", threads) for seed in seeds]
+            key = runs.key(c.key(), fingerprint, code)
+            jobs += [Job(c, store, runs.seed_run(c.label, key, seed), threads) for seed in seeds]
     return jobs
 
 
@@ -235,13 +228,9 @@ def conflict_subsets(
     models, data = [], test
     if judge is not None and not np.isfinite(uni).all():
         folders = [j for j in jobs if j.contender is judge]
-        models = [judge.loaded(j.folder, j.seed) for j in folders]
+        models = [judge.loaded(j.run) for j in folders]
         data = view_for(FeatureStore(store), judge.train.action_units).apply_split(own_visual(test))
     mask, rule = conflict_mask(models, data, judge.train.batch_size if judge else 64)
     if models:
         rule = f"{rule} ({judge.label})"
     return np.asarray(mask, dtype=bool), rule
-
-
-def slug(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)

@@ -6,6 +6,7 @@ mmsa:TFN, mmsa:LMF, ...               MMSA's models through MMSA's own training 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from misr.compare.base import Contender, own_visual
+from misr.compare.runs import SeedRun
 from misr.config.features import FeaturesConfig
 from misr.config.model import VARIANTS, ModelConfig
 from misr.config.section import validate_section
@@ -43,27 +45,38 @@ class MisrModel(Contender):
 
         resolve_input_spec(self.model, store_dir, self.train.action_units)
 
-    def fit(self, store_dir: Path, seed: int, folder: Path, threads: int) -> None:
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
+        """As the train stage trains one seed (into `run.training`, where a killed run resumes), then its seed
+        folder moved into place: `run.run` is a model folder (ModelDir) of the seeds trained so far."""
         from misr.training.checkpoints import RunSettings
         from misr.training.loop import train
+        from misr.training.model_dir import ModelDir
 
-        one = self.train.model_copy(update={"seeds": [seed], "threads": threads or self.train.threads})
-        train(RunSettings(self.model, one, self.features, self.convention), store_dir, folder)
+        one = self.train.model_copy(update={"seeds": [run.seed], "threads": threads or self.train.threads})
+        train(RunSettings(self.model, one, self.features, self.convention), store_dir, run.training)
+        trained = ModelDir(run.training)
+        if trained.live(run.seed).exists():  # its curves travel with it
+            os.replace(trained.live(run.seed), trained.seed_dir(run.seed) / "dvclive")
+        run.place(trained.seed_dir(run.seed))
+        run.clear_training()
 
-    def predict(self, store_dir: Path, folder: Path, seed: int, data: SplitData) -> np.ndarray:
+    def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         from misr.features.person import view_for
         from misr.training.batches import Batches
         from misr.training.inference import predict
-        from misr.training.model_dir import ModelDir
 
-        model, info = ModelDir(folder).load_best(seed)
+        model, info = self.model_dir(run).load_best(run.seed)
         view = view_for(FeatureStore(store_dir), info["spec"].action_units)
         return predict(model, Batches(view.apply_split(own_visual(data)), torch.device("cpu")), self.train.batch_size)
 
-    def loaded(self, folder: Path, seed: int) -> torch.nn.Module:
+    def loaded(self, run: SeedRun) -> torch.nn.Module:
+        return self.model_dir(run).load_best(run.seed)[0]
+
+    @staticmethod
+    def model_dir(run: SeedRun) -> Any:
         from misr.training.model_dir import ModelDir
 
-        return ModelDir(folder).load_best(seed)[0]
+        return ModelDir(run.run)
 
 
 def contender(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from misr.compare.base import Contender, own_visual
+from misr.compare.runs import SeedRun
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.store import SplitData
@@ -44,6 +44,7 @@ from misr.store.read import to_numpy
 from misr.store.store import FeatureStore
 from misr.util.atomic import write_pickle, write_text
 
+MODEL_FILE, ARGS_FILE = "model.pth", "args.json"  # in a seed's folder of the run cache (misr.compare.runs)
 EXTRA_HINT = "pip install '.[mmsa]' (MMSA 2.2.1 and what it needs)"
 SUPPORTED = {"tfn": "TFN", "lmf": "LMF", "lf_dnn": "LF_DNN", "mult": "MulT"}
 BERT = "a 768-d BERT from the Hugging Face hub, which cannot be loaded offline"
@@ -101,7 +102,7 @@ class MmsaModel(Contender):
         mmsa_version()
         text_kind(FeatureStore(store_dir))
 
-    def fit(self, store_dir: Path, seed: int, folder: Path, threads: int) -> None:
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
         from MMSA.data_loader import MMDataLoader
         from MMSA.models import AMIO
         from MMSA.trains import ATIO
@@ -112,32 +113,34 @@ class MmsaModel(Contender):
         store = FeatureStore(store_dir)
         rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
         splits = {s: self.entry(store, store.load_split(s, as_torch=False), rows) for s in ("train", "valid")}
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp, adapted():
+        run.run.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=run.run) as tmp, adapted():
             features = Path(tmp) / "features.pkl"
             write_pickle(features, {"train": splits["train"], "valid": splits["valid"], "test": splits["valid"]})
-            # MMSA saves its best checkpoint as it trains: into the temporary folder, moved into place when done,
-            # so a killed training never leaves a checkpoint that looks whole
-            args = self.args(features, Path(tmp) / "best.pth", seed)
-            setup_seed(seed)
+            # MMSA saves its best checkpoint as it trains: into the temporary folder, which becomes the seed's
+            # folder when training is done, so a killed training never leaves a checkpoint that looks whole
+            weights = Path(tmp) / "seed" / MODEL_FILE
+            weights.parent.mkdir()
+            args = self.args(features, weights, run.seed)
+            setup_seed(run.seed)
             loaders = MMDataLoader(args, 0)
             model = AMIO(args).to(args["device"])
             ATIO().getTrain(args).do_train(model, loaders)
-            os.replace(args["model_save_path"], folder / f"seed-{seed}.pth")
-            args["model_save_path"] = folder / f"seed-{seed}.pth"
-        write_text(folder / f"seed-{seed}.json", json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
+            args["model_save_path"] = run.folder / MODEL_FILE
+            write_text(weights.parent / ARGS_FILE, json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
+            run.place(weights.parent)
 
-    def predict(self, store_dir: Path, folder: Path, seed: int, data: SplitData) -> np.ndarray:
+    def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         from MMSA.data_loader import MMDataset
         from MMSA.models import AMIO
 
         store = FeatureStore(store_dir)
         rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
         entry = self.entry(store, to_numpy(data), rows)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp, adapted():
+        with tempfile.TemporaryDirectory(dir=run.folder) as tmp, adapted():
             features = Path(tmp) / "features.pkl"
             write_pickle(features, {"test": entry})
-            args = self.args(features, folder / f"seed-{seed}.pth", seed)
+            args = self.args(features, run.folder / MODEL_FILE, run.seed)
             dataset = MMDataset(args, mode="test")
             args["seq_lens"] = dataset.get_seq_len()
             model = AMIO(args)

@@ -23,20 +23,6 @@ from misr.training.inference import score
 from misr.util.atomic import atomic_path, write_json, write_text
 
 
-def clip_errors(pred: np.ndarray, y: np.ndarray, convention: Convention) -> np.ndarray:
-    """Per-clip absolute error as the convention's MAE counts it (SIMS clips to [-1, 1] first)."""
-    if convention.metric_set == "sims":
-        pred, y = np.clip(pred, -1, 1), np.clip(y, -1, 1)
-    return np.abs(pred - y)
-
-
-def two_class(pred: np.ndarray, y: np.ndarray, convention: Convention) -> tuple[str, np.ndarray, np.ndarray]:
-    """The convention's 2-class accuracy per clip: its name, hits and which clips it counts."""
-    if convention.metric_set == "sims":
-        return "Mult_acc_2", (np.clip(pred, -1, 1) > 0) == (np.clip(y, -1, 1) > 0), np.ones_like(y, dtype=bool)
-    return "Non0_acc_2", (pred > 0) == (y > 0), y != 0
-
-
 def summarise(c: Comparison, convention: Convention, reference: str) -> dict[str, Any]:
     """Every number of the report, from the comparison's predictions."""
     report: dict[str, Any] = {
@@ -72,7 +58,7 @@ def summarise(c: Comparison, convention: Convention, reference: str) -> dict[str
             subsets[name]["MAE"] = {
                 label: spread(
                     [
-                        float(clip_errors(p[m], s.labels["test"][m], convention).mean())
+                        float(convention.clip_errors(p[m], s.labels["test"][m]).mean())
                         for s, m in zip(c.stores, masks, strict=True)
                         for p in s.preds["test"][label].values()
                     ]
@@ -111,11 +97,11 @@ def paired(
     for i, s in enumerate(stores):
         y = s.labels["test"]
         keep = masks[i] if masks is not None else np.ones_like(y, dtype=bool)
-        errors = {m: np.stack([clip_errors(p, y, convention) for p in s.preds["test"][m].values()]) for m in (label, reference)}
+        errors = {m: np.stack([convention.clip_errors(p, y) for p in s.preds["test"][m].values()]) for m in (label, reference)}
         mae.append((errors[label][:, keep], errors[reference][:, keep]))
         hits = {}
         for m in (label, reference):
-            per_seed = [two_class(p, y, convention) for p in s.preds["test"][m].values()]
+            per_seed = [convention.two_class(p, y) for p in s.preds["test"][m].values()]
             acc_name, counted = per_seed[0][0], per_seed[0][2].astype(bool)
             hits[m] = np.stack([h for _, h, _ in per_seed]).astype(np.float64)
         use = keep & counted
@@ -136,7 +122,7 @@ def wins(stores: list[Predictions], label: str, reference: str, convention: Conv
             if ref is None:
                 continue
             total += 1
-            won += bool(clip_errors(p, y, convention).mean() < clip_errors(ref, y, convention).mean())
+            won += bool(convention.clip_errors(p, y).mean() < convention.clip_errors(ref, y).mean())
     return {"wins": won, "of": total}
 
 

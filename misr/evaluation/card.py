@@ -6,8 +6,6 @@ the gate's decision and, once committed, the commit that holds the model's code,
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import os
 import platform
 from importlib import metadata as importlib_metadata
@@ -20,7 +18,7 @@ import yaml
 from misr.config.dataset import DatasetConfig
 from misr.config.evaluate import EvaluateConfig
 from misr.store.store import FeatureStore
-from misr.util.atomic import is_temporary
+from misr.util.hashing import tree_sha256
 from misr.util.proc import git_state
 
 if TYPE_CHECKING:
@@ -31,20 +29,6 @@ CODE_PATHS = ("misr", "pipelines", "dvc.yaml", "params.yaml", "pyproject.toml")
 
 
 PACKAGES = ("misr", "torch", "numpy", "pyarrow", "prefect", "dvc", "gto", "dvclive", "transformers", "librosa", "av", "dlib-bin")
-
-
-def tree_sha256(path: Path) -> str | None:
-    """Content hash of a file or folder (relative paths and bytes), independent of timestamps."""
-    if not path.exists():
-        return None
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not is_temporary(p))
-    for f in files:
-        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def dvc_lock_hashes(repo: Path, paths: dict[str, Path]) -> dict[str, str | None]:
@@ -108,7 +92,6 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
     return {
         "model": ev.settings.model.name,
         "artifact": None,  # the registry's name for it, filled in by `misr register`
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "dataset": {
             "name": dataset_name,
             "source": dataset.source,
@@ -125,7 +108,7 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
         "training": {
             "device": ev.summary["device"],
             "world_size": ev.summary["world_size"],
-            "seconds": float(sum(s["seconds"] for s in seeds.values())),
+            "steps": int(sum(s.get("steps", 0) for s in seeds.values())),  # no wall time: the same model, the same card
             "seeds": {
                 k: {
                     "best_epoch": v["best_epoch"],

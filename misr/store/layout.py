@@ -23,8 +23,10 @@ from misr.errors import StoreError
 from misr.store.format import check_clips, check_part, read_parquet, read_schema
 from misr.store.schema import ERRORS_SCHEMA, MODALITIES, PART_RE
 from misr.util import atomic
+from misr.util.hashing import tree_sha256
 
 NO_STORE_HINT = "create one with `misr synth` or `misr extract`"
+_FINGERPRINTS: dict[tuple, str] = {}  # a store's state (files, sizes, times) -> its content hash, within this process
 
 
 class StoreLayout:
@@ -64,6 +66,19 @@ class StoreLayout:
 
     def exists(self) -> bool:
         return self.clips_path.exists()
+
+    def fingerprint(self) -> str:
+        """The store's identity: a hash of its files' names and bytes (not their times), so a copy, a checkout
+        from DVC's cache or a byte-identical re-extraction is the same store. The one fingerprint of a store: a
+        resumable checkpoint and a comparison's cached seeds are valid only for the store they were trained on.
+        It reads every byte, once per process and state of the files."""
+        if not self.exists():
+            raise StoreError(f"no feature store at {self.root}", hint=NO_STORE_HINT)
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() and not atomic.is_temporary(p))
+        state = (str(self.root.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+        if state not in _FINGERPRINTS:
+            _FINGERPRINTS[state] = tree_sha256(self.root) or ""
+        return _FINGERPRINTS[state]
 
     def clips(self) -> pa.Table:
         if not self.root.exists():

@@ -131,10 +131,7 @@ def load_data(
     if label_limit is not None:
         for split in (train, valid):
             check_label_range(fs, split, label_limit)
-    files = [(m, p.name, p.stat().st_size) for m in MODALITIES for _, p in fs.part_files(m)]
-    clips = fs.clips_path.stat()
-    fingerprint = stable_hash({"clips": clips.st_size, "clips_mtime": clips.st_mtime_ns, "files": files})
-    return Loaded(train, valid, spec, fingerprint, view.describe())
+    return Loaded(train, valid, spec, fs.fingerprint(), view.describe())
 
 
 def check_label_range(fs: FeatureStore, split: SplitData | SplitStream, limit: float) -> None:

@@ -101,6 +101,29 @@ def test_trained_seeds_are_reused_until_a_setting_changes(tmp_path):
             np.testing.assert_allclose(again.stores[0].preds[split][m][1], first.stores[0].preds[split][m][1], rtol=1e-6)
     changed = compare([store], contenders("misr", "late_fusion", overrides=["train.lr=0.001"]), [1], tmp_path / "cache")
     assert (changed.trained, changed.reused) == (2, 0)
+    # one layout: runs/<label>/<key>/seed-<s>/ holds the seed whole (a MISR seed once lay in seed-1/seed-1/)
+    files = sorted(str(p.relative_to(tmp_path / "cache")) for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    seeds = [f for f in files if f.endswith("/best.pt")]
+    assert len(seeds) == 4 and all(f.startswith(("runs/misr/", "runs/late_fusion/")) and f.count("seed-") == 1 for f in seeds)
+    assert all(f.replace("best.pt", "done.json") in files for f in seeds)
+    assert not [f for f in files if "training" in f]
+
+
+def test_a_copy_of_a_store_reuses_its_seeds_and_a_changed_byte_does_not(tmp_path):
+    """The cache's key once held the store's file times: a copy, or a checkout from DVC's cache, trained again."""
+    import shutil
+
+    store = tiny_store(tmp_path)
+    first = compare([store], contenders("late_fusion"), [1], tmp_path / "cache")
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    assert compare([copy], contenders("late_fusion"), [1], tmp_path / "cache").reused == 1
+    part = next((copy / "audio").glob("part-*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of one feature file
+    part.write_bytes(bytes(data))
+    assert FeatureStore(copy).fingerprint() != FeatureStore(store).fingerprint()
+    assert first.trained == 1
 
 
 def test_every_test_read_is_on_the_ledger_and_the_report_says_how_many_came_before(tmp_path):
