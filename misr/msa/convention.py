@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, msa_metrics, sims_bin
+from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, clip_absolute_errors, msa_metrics, sims_bin, two_class_hits
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ class Convention:
 
     def metrics(self, preds: Any, labels: Any) -> dict[str, float]:
         return msa_metrics(preds, labels, self.metric_set)
+
+    def clip_errors(self, preds: Any, labels: Any) -> np.ndarray:
+        """Each clip's absolute error as this convention's MAE counts it."""
+        return clip_absolute_errors(preds, labels, self.metric_set)
+
+    def two_class(self, preds: Any, labels: Any) -> tuple[str, np.ndarray, np.ndarray]:
+        """This convention's 2-class accuracy per clip: its name, the hits, the clips it counts."""
+        return two_class_hits(preds, labels, self.metric_set)
 
 
 MOSI = Convention(

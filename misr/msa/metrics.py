@@ -93,6 +93,25 @@ def _sims(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return out
 
 
+def clip_absolute_errors(preds: Any, labels: Any, dataset: Literal["mosi", "mosei", "sims"] = "mosi") -> np.ndarray:
+    """Each clip's absolute error as `msa_metrics`' MAE counts it (their mean is that MAE): SIMS clips both
+    to [-1, 1] first. What a paired comparison of two models' MAE pairs, clip by clip."""
+    p, y = _native(preds).astype(np.float64), _native(labels).astype(np.float64)
+    if dataset == "sims":
+        p, y = np.clip(p, -1, 1), np.clip(y, -1, 1)
+    return np.abs(p - y)
+
+
+def two_class_hits(preds: Any, labels: Any, dataset: Literal["mosi", "mosei", "sims"] = "mosi") -> tuple[str, np.ndarray, np.ndarray]:
+    """The data set's 2-class accuracy clip by clip: its name, each clip's hit, and the clips it counts (the
+    mean of the hits over those clips is `msa_metrics`' value): Non0_acc_2 for MOSI and MOSEI, Mult_acc_2 for SIMS."""
+    p, y = _native(preds), _native(labels)
+    if dataset == "sims":
+        p, y = np.clip(p, -1, 1), np.clip(y, -1, 1)
+        return "Mult_acc_2", sims_bin(p, 2) == sims_bin(y, 2), np.ones(y.shape, dtype=bool)
+    return "Non0_acc_2", (p > 0) == (y > 0), y != 0
+
+
 def sims_bin(values: np.ndarray, n_classes: int) -> np.ndarray:
     """Class index of each value; bins are closed on the right, (a, b], the first one also on the left.
 

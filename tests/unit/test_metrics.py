@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, msa_metrics, sims_bin, weighted_f1
+from misr.msa.metrics import MOSI_KEYS, SIMS_KEYS, clip_absolute_errors, msa_metrics, sims_bin, two_class_hits, weighted_f1
 
 
 def test_keys():
@@ -124,3 +124,19 @@ def test_sims_metrics_agree_between_float32_and_float64_inputs():
     m32 = msa_metrics(preds.astype(np.float32), labels.astype(np.float32), "sims")
     for key in ("Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score"):
         assert m32[key] == m64[key], key
+
+
+@pytest.mark.parametrize("dataset,dtype", [("mosi", np.float64), ("sims", np.float64), ("sims", np.float32)])
+def test_per_clip_errors_and_hits_average_to_the_metrics(dataset, dtype):
+    """The comparison pairs models clip by clip: its per-clip terms must average to the metric the tables show
+    (the report once kept its own copy of the SIMS rules)."""
+    rng = np.random.default_rng(3)
+    limit = 1.0 if dataset == "sims" else 3.0
+    y = np.round(rng.uniform(-1.2 * limit, 1.2 * limit, 400), 1).astype(dtype)  # beyond the range, and on bin edges
+    p = np.concatenate([y[:50], rng.normal(0, limit, 350)]).astype(dtype)
+    p[50:60] = 0.0
+    metrics = msa_metrics(p, y, dataset)
+    assert clip_absolute_errors(p, y, dataset).mean() == pytest.approx(metrics["MAE"], rel=1e-12)
+    name, hits, counted = two_class_hits(p, y, dataset)
+    assert hits[counted].mean() == pytest.approx(metrics[name], rel=1e-12)
+    assert name == ("Mult_acc_2" if dataset == "sims" else "Non0_acc_2")
