@@ -33,3 +33,8 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="${PREFECT_SERVER_EPHEME
 export DVC_NO_ANALYTICS=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
+
+# A fresh clone has data/raw/demo.dvc, not the clips (DVC would say only "missing data 'source'"): say what to run.
+if [ -e "$MISR_ROOT/data/raw/demo.dvc" ] && [ ! -e "$MISR_ROOT/data/raw/demo" ]; then
+    echo "note: the demo corpus data/raw/demo is not here yet: 'misr demo-corpus' writes it (or 'dvc pull' from your remote); then 'dvc repro'" >&2
+fi

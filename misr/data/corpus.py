@@ -68,12 +68,20 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def missing_corpus_hint(root: Path) -> str:
+    """What to run when a corpus folder is absent: a fresh clone has the DVC file that versions it, not its clips."""
+    tracked = root.parent / f"{root.name}.dvc"
+    if tracked.exists():
+        return f"{tracked} versions it: `dvc pull {tracked}` from your DVC remote, or for the bundled demo `misr demo-corpus`"
+    return "point data.datasets.<name>.raw_dir at a folder holding Raw/ and label.csv"
+
+
 def check_root(raw_dir: str | Path) -> Path:
     """The corpus's label.csv, or a clear error when the folder is not a corpus."""
     root = Path(raw_dir)
     table = root / "label.csv"
     if not root.is_dir():
-        raise MisrError(f"no raw corpus at {root}", hint="point data.datasets.<name>.raw_dir at a folder holding Raw/ and label.csv")
+        raise MisrError(f"no raw corpus at {root}", hint=missing_corpus_hint(root))
     if not table.exists():
         raise MisrError(f"{root} has no label.csv", hint="the MMSA-FET layout: Raw/<video_id>/<clip_id>.mp4 and label.csv")
     if not table.is_file():  # a FIFO would block the read for ever
