@@ -375,59 +375,25 @@ def report(args: argparse.Namespace) -> None:
     are added here from the same predictions."""
     from misr.compare.comparison import compare
     from misr.compare.report import summarise
-    from misr.compare.statistics import ratio_of_means
     from misr.msa.convention import MOSI
-    from misr.store import ledger
-    from misr.store.store import FeatureStore
 
     started = time.perf_counter()
-    base_params = params_with(args.overrides)
-    modality = base_params.data.synth.shortcut.modality
+    modality = params_with(args.overrides).data.synth.shortcut.modality
     base = [PROTOCOL_SPLITS, f"train.seeds={TRAINING_SEEDS}", *args.overrides]
-    used = set(SELECTION_SEEDS) | {base_params.data.synth.seed}
-    if used & set(args.data_seeds):
-        raise MisrError(f"data seeds {sorted(used & set(args.data_seeds))} chose settings; report on others")
     entries = {name: [x.format(cue=modality) for x in ENTRIES[name]] for name in args.models}
-    stores = [protocol_store(seed, base, args.cache) for seed in args.data_seeds]
-    read = {seed: ledger.reads_before(store) for seed, store in zip(args.data_seeds, stores, strict=True)}
-    if any(read.values()) and not args.again:
-        seen = ", ".join(f"{seed} ({n} time(s))" for seed, n in read.items() if n)
-        raise MisrError(
-            f"the test of data seed(s) {seen} was read before (test-reads.jsonl): a choice made since is not tested by it",
-            hint="report on data seeds never read, or pass --again to read them anyway (the report then says so)",
-        )
-    if any(read.values()):
-        print(f"--again: test read before for data seed(s) {', '.join(str(s) for s, n in read.items() if n)}")
+    stores = report_stores(args, base)
     twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
     c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache), args.workers, 1, "late_fusion", log)
     names = list(entries)
     summary = summarise(c, MOSI, "late_fusion" if "late_fusion" in names else names[0])
     against_lf = summary if "late_fusion" in names else None
     against_misr = summarise(c, MOSI, "misr") if "misr" in names else None
-    # the shortcut's measures, per data seed: flipped groups of test, and the predictions on the counterfactual twin
-    groups, change, moved = [], [], {name: [] for name in names}
-    for s, store, twin in zip(c.stores, stores, twins, strict=True):
-        keys = s.clip_keys["test"]
-        y, cue = labels_and_cue(store, "test", keys, modality)
-        groups.append(cue_groups(cue, y))
-        twin_test = FeatureStore(twin).load_split("test")  # the counterfactual store: not the test split of any choice
-        if list(twin_test.clip_keys) != keys:
-            raise MisrError(f"the counterfactual store {twin} holds other test clips than {store}")
-        change.append(float(np.abs(cue - labels_and_cue(twin, "test", keys, modality)[1]).mean()))
-        for name in names:
-            shifted = [c.contenders[name].predict(store, run, twin_test) for run in s.runs[name].values()]
-            now = [s.preds["test"][name][seed] for seed in s.runs[name]]
-            moved[name].append(float(np.mean([np.abs(a - b).mean() for a, b in zip(now, shifted, strict=True)])) / change[-1])
-
-    def per_clip_error(name: str, i: int) -> np.ndarray:
-        s = c.stores[i]
-        return np.mean([np.abs(p - s.labels["test"]) for p in s.preds["test"][name].values()], axis=0)
-
+    groups, moved = shortcut_measures(c, stores, twins, modality)
     table = {}
     for name in names:
         row = {split: (summary[split][name]["MAE"]["mean"], summary[split][name]["MAE"]["std"]) for split in ("valid", "test")}
         for g, label in ((1, "flipped"), (0, "not flipped")):
-            values = [float(per_clip_error(name, i)[groups[i] == g].mean()) for i in range(len(stores))]
+            values = [float(per_clip_error(c, name, i)[groups[i] == g].mean()) for i in range(len(stores))]
             row[label] = (float(np.mean(values)), float(np.std(values, ddof=1)))
         row["reliance"] = (float(np.mean(moved[name])), float(np.std(moved[name], ddof=1)))
         table[name] = row
@@ -440,6 +406,65 @@ def report(args: argparse.Namespace) -> None:
     for name, row in table.items():
         cells = [row[k] for k in ("valid", "test", "flipped", "not flipped", "reliance")]
         print(f"{name:<16}" + "".join(f"{m:>10.4f} +-{sd:.3f}" for m, sd in cells))
+    verdicts = print_differences(against_lf, against_misr) + print_headroom(c, table, names)
+    if verdicts:
+        print("\ntargets (step time: benchmarks/train_speed.py)")
+        for text, ok in verdicts:
+            print(f"  {'met    ' if ok else 'NOT met'}  {text}")
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s ({c.trained} seed(s) trained, {c.reused} read from the cache)")
+    if args.json:
+        write_text(args.json, json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
+
+
+def report_stores(args: argparse.Namespace, base: list[str]) -> list[Path]:
+    """The report data seeds' stores, refused where a seed chose settings, or (without --again) its test was read."""
+    from misr.store import ledger
+
+    used = set(SELECTION_SEEDS) | {params_with(args.overrides).data.synth.seed}
+    if used & set(args.data_seeds):
+        raise MisrError(f"data seeds {sorted(used & set(args.data_seeds))} chose settings; report on others")
+    stores = [protocol_store(seed, base, args.cache) for seed in args.data_seeds]
+    read = {seed: ledger.reads_before(store) for seed, store in zip(args.data_seeds, stores, strict=True)}
+    if any(read.values()) and not args.again:
+        seen = ", ".join(f"{seed} ({n} time(s))" for seed, n in read.items() if n)
+        raise MisrError(
+            f"the test of data seed(s) {seen} was read before (test-reads.jsonl): a choice made since is not tested by it",
+            hint="report on data seeds never read, or pass --again to read them anyway (the report then says so)",
+        )
+    if any(read.values()):
+        print(f"--again: test read before for data seed(s) {', '.join(str(s) for s, n in read.items() if n)}")
+    return stores
+
+
+def shortcut_measures(c: Any, stores: list[Path], twins: list[Path], modality: str) -> tuple[list[np.ndarray], dict[str, list[float]]]:
+    """Per data seed: each test clip's group (the cue flipped against the label or not), and per model its reliance
+    on the cue: how far its predictions move on the counterfactual twin, per unit the cue moved."""
+    from misr.store.store import FeatureStore
+
+    groups, moved = [], {name: [] for name in c.labels}
+    for s, store, twin in zip(c.stores, stores, twins, strict=True):
+        keys = s.clip_keys["test"]
+        y, cue = labels_and_cue(store, "test", keys, modality)
+        groups.append(cue_groups(cue, y))
+        twin_test = FeatureStore(twin).load_split("test")  # the counterfactual store: not the test split of any choice
+        if list(twin_test.clip_keys) != keys:
+            raise MisrError(f"the counterfactual store {twin} holds other test clips than {store}")
+        change = float(np.abs(cue - labels_and_cue(twin, "test", keys, modality)[1]).mean())
+        for name in c.labels:
+            shifted = [c.contenders[name].predict(store, run, twin_test) for run in s.runs[name].values()]
+            now = [s.preds["test"][name][seed] for seed in s.runs[name]]
+            moved[name].append(float(np.mean([np.abs(a - b).mean() for a, b in zip(now, shifted, strict=True)])) / change)
+    return groups, moved
+
+
+def per_clip_error(c: Any, name: str, i: int) -> np.ndarray:
+    """Data seed i's test clips: each one's absolute error, averaged over the model's training seeds."""
+    s = c.stores[i]
+    return np.mean([np.abs(p - s.labels["test"]) for p in s.preds["test"][name].values()], axis=0)
+
+
+def print_differences(against_lf: dict | None, against_misr: dict | None) -> list[tuple[str, bool]]:
+    """The paired differences against late fusion and against MISR, and the targets they decide."""
     verdicts: list[tuple[str, bool]] = []
     print("\npaired test MAE difference (negative: the first better): mean, 95% CI (misr.compare)")
     print("(a t-interval over the data seeds, each difference carrying its own training seeds and clips)")
@@ -447,24 +472,26 @@ def report(args: argparse.Namespace) -> None:
         for other, d in against_lf["differences"].items():
             m = d["MAE"]
             print(f"  {other:<14} - late_fusion {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]  {m['reading']}")
-        if "misr" in against_lf["differences"]:
-            verdicts.append(("MISR (label groups) beats late fusion, CI excludes 0", against_lf["differences"]["misr"]["MAE"]["high"] < 0))
-        if "misr_inferred" in against_lf["differences"]:
-            verdicts.append(
-                (
-                    "MISR with inferred groups beats late fusion, CI excludes 0",
-                    against_lf["differences"]["misr_inferred"]["MAE"]["high"] < 0,
-                )
-            )
+        for name, text in (("misr", "MISR (label groups)"), ("misr_inferred", "MISR with inferred groups")):
+            if name in against_lf["differences"]:
+                verdicts.append((f"{text} beats late fusion, CI excludes 0", against_lf["differences"][name]["MAE"]["high"] < 0))
     if against_misr:
         for other in (n for n in ("misr_pooled", "misr_no_inv", "misr_no_dist") if n in against_misr["differences"]):
             m = against_misr["differences"][other]["MAE"]
             print(f"  {other:<14} - misr        {m['estimate']:+.4f}  [{m['low']:+.4f}, {m['high']:+.4f}]  {m['reading']}")
             verdicts.append((f"{other} is worse than MISR (CI above 0 for it)", m["low"] > 0))
+    return verdicts
+
+
+def print_headroom(c: Any, table: dict[str, dict], names: list[str]) -> list[tuple[str, bool]]:
+    """The known-groups headroom MISR closes, its reliance on the cue and its in-distribution cost, and their targets."""
+    from misr.compare.statistics import ratio_of_means
+
+    verdicts: list[tuple[str, bool]] = []
     if {"misr", "late_fusion", "known_groups"} <= set(names):
         gains, h = [], []
-        for i in range(len(stores)):
-            lf, kg, me = (float(per_clip_error(n, i).mean()) for n in ("late_fusion", "known_groups", "misr"))
+        for i in range(len(c.stores)):
+            lf, kg, me = (float(per_clip_error(c, n, i).mean()) for n in ("late_fusion", "known_groups", "misr"))
             h.append(lf - kg)
             gains.append(lf - me)
         share = ratio_of_means(gains, h)
@@ -484,13 +511,7 @@ def report(args: argparse.Namespace) -> None:
         gap = table["misr"]["valid"][0] - table["late_fusion"]["valid"][0]
         print(f"in-distribution valid MAE, MISR - late fusion: {gap:+.4f}")
         verdicts.append(("MISR's valid MAE <= late fusion's + 0.03", gap <= 0.03))
-    if verdicts:
-        print("\ntargets (step time: benchmarks/train_speed.py)")
-        for text, ok in verdicts:
-            print(f"  {'met    ' if ok else 'NOT met'}  {text}")
-    print(f"\ntotal time {time.perf_counter() - started:.0f} s ({c.trained} seed(s) trained, {c.reused} read from the cache)")
-    if args.json:
-        write_text(args.json, json.dumps({"data_seeds": args.data_seeds, "table": table, "compare": against_lf}, indent=2) + "\n")
+    return verdicts
 
 
 def main() -> None:
