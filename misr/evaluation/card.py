@@ -121,10 +121,20 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
         },
         "params": {**settings, "evaluate": evaluate_cfg.model_dump(mode="json")},
         "environment": {"python": platform.python_version(), "platform": platform.platform(), "packages": package_versions()},
-        "git": {**git_state(repo, CODE_PATHS), "code_md5": code_hashes(repo, f"train@{dataset_name}")},
+        "git": {**git_state(repo, code_paths(repo, dataset_name)), "code_md5": code_hashes(repo, f"train@{dataset_name}")},
         "hashes": hashes,
         "registration": None,
     }
+
+
+def code_paths(repo: Path, dataset_name: str) -> tuple[str, ...]:
+    """The code the model and this card come from: the code deps dvc.lock records for the data set's train and
+    evaluate stages, with the pipeline's files (all of CODE_PATHS where the pipeline has not run), so an edit
+    elsewhere in the working tree does not mark the card as made from uncommitted code."""
+    stages = [code_hashes(repo, f"{stage}@{dataset_name}") for stage in ("train", "evaluate")]
+    if not all(stages):
+        return CODE_PATHS
+    return tuple(sorted({path for deps in stages for path in deps} | {"dvc.yaml", "params.yaml", "pyproject.toml"}))
 
 
 def code_hashes(repo: Path, stage: str) -> dict[str, str]:
