@@ -37,6 +37,7 @@ import torch
 
 from misr.compare.base import Contender, own_visual
 from misr.compare.runs import SeedRun
+from misr.data.mmsa import pad_entry, store_lengths
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.store import SplitData
@@ -102,7 +103,7 @@ class MmsaModel(Contender):
         mmsa_version()
         text_kind(FeatureStore(store_dir))
 
-    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> dict[str, Any]:
         from MMSA.data_loader import MMDataLoader
         from MMSA.models import AMIO
         from MMSA.trains import ATIO
@@ -129,6 +130,7 @@ class MmsaModel(Contender):
             args["model_save_path"] = run.folder / MODEL_FILE
             write_text(weights.parent / ARGS_FILE, json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
             run.place(weights.parent)
+        return {"selected_on": f"MMSA's own rule: the valid {args['KeyEval']}"}
 
     def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         from MMSA.data_loader import MMDataset
@@ -187,35 +189,6 @@ class MmsaModel(Contender):
         elif kind == "encoder":
             entry["text"] = encoder_states(Path(detail), ids, mask)
         return pad_entry(entry, store_lengths(store))
-
-
-def store_lengths(store: FeatureStore) -> dict[str, int]:
-    """The longest audio, visual and token sequence over every split of the store (from the parts' lengths:
-    no split's features or labels are read). MMSA's own files pad every split to one length; a split padded
-    to its own longest clip would reach MMSA's models, whose text LSTMs run over trailing padding and whose
-    normalisation averages over it, on another scale than the split they were trained on."""
-    keys = set(store.clips().column("clip_key").to_pylist())
-    lengths = {}
-    for modality, column in (("audio", "n_frames"), ("visual", "n_frames"), ("text", "input_ids")):
-        rows = store.latest_values(modality, [column])
-        values = [r[column] if column == "n_frames" else len(r[column] or ()) for k, r in rows.items() if k in keys]
-        lengths[modality] = max(values, default=1)
-    return lengths
-
-
-def pad_entry(entry: dict[str, Any], lengths: dict[str, int]) -> dict[str, Any]:
-    """An MMSA split with its sequences zero-padded to `lengths` (the store's, the same for every split)."""
-    out = dict(entry)
-    for key, modality, axis in (("audio", "audio", 1), ("vision", "visual", 1), ("text_bert", "text", 2), ("text", "text", 1)):
-        if key not in out:
-            continue
-        array = out[key]
-        missing = lengths[modality] - array.shape[axis]
-        if missing > 0:
-            widths = [(0, 0)] * array.ndim
-            widths[axis] = (0, missing)
-            out[key] = np.pad(array, widths)
-    return out
 
 
 def text_kind(store: FeatureStore) -> tuple[str, int | str]:

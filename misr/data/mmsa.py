@@ -12,6 +12,7 @@ is refused before any of it runs, so a feature file from the internet cannot exe
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from misr.store import KEY_SEPARATOR, ExtractorInfo
 from misr.store.store import FeatureStore
 
 VERSION = "1"
+PADDING_DOC = "mmsa_padding.json"  # an imported store: the file's padded sequence lengths, which MMSA's models saw
 SPLITS = ("train", "valid", "test")
 # everything a pickled dict of numpy arrays, lists and strings needs (numpy 1.x and 2.x module names)
 ALLOWED = {
@@ -226,6 +228,8 @@ def import_file(
             names = [f"{'vision' if modality == 'visual' else modality}_{j}" for j in range(array.shape[2])]
             store.write_modality(modality, rows[modality], ExtractorInfo("mmsa-import", VERSION, config, names), name="mmsa")
         store.write_clips(rows["clips"])
+        padded = {"text": max(s.text_bert.shape[2] for s in splits), "audio": max(s.audio.shape[1] for s in splits)}
+        store.write_json(PADDING_DOC, {**padded, "visual": max(s.vision.shape[1] for s in splits), "source": path.name})
         return report
 
 
@@ -334,13 +338,14 @@ def _split_rows(s: SplitArrays, sha: str, rows: dict[str, list[dict[str, Any]]],
 
 
 def export_file(store_dir: str | Path, out: str | Path) -> dict[str, int]:
-    """Write the store as an MMSA feature file (padded per split to its longest sequence)."""
+    """Write the store as an MMSA feature file: every split padded to one length, as MMSA's own files are."""
     store = FeatureStore(store_dir)
     clip_rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
+    lengths = store_lengths(store)
     payload: dict[str, Any] = {}
     for split in SPLITS:
         if split in store.splits():
-            payload[split] = split_entry(store.load_split(split, as_torch=False), clip_rows)
+            payload[split] = pad_entry(split_entry(store.load_split(split, as_torch=False), clip_rows), lengths)
     write_pickle(Path(out), payload)
     return {split: len(entry["id"]) for split, entry in payload.items()}
 
@@ -370,3 +375,37 @@ def split_entry(d: Any, clip_rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if np.isfinite(values).all():
             entry[f"regression_labels_{suffix}"] = values.astype(np.float32)
     return entry
+
+
+def store_lengths(store: FeatureStore) -> dict[str, int]:
+    """The length every split's audio, visual and token sequences are padded to for MMSA: the store's longest
+    (from the parts' lengths: no split's features or labels are read), or the padded length of the MMSA file the
+    store was imported from where that is longer. MMSA's own files pad every split to one length; MMSA's models
+    run their text LSTMs over trailing padding and average over it, so a split padded otherwise reaches them on
+    another scale than the file that trained them (and than `MMSA_run` on that file)."""
+    keys = set(store.clips().column("clip_key").to_pylist())
+    lengths = {}
+    for modality, column in (("audio", "n_frames"), ("visual", "n_frames"), ("text", "input_ids")):
+        rows = store.latest_values(modality, [column])
+        values = [r[column] if column == "n_frames" else len(r[column] or ()) for k, r in rows.items() if k in keys]
+        lengths[modality] = max(values, default=1)
+    padded = store.root / PADDING_DOC
+    if padded.exists():
+        recorded = json.loads(padded.read_text())
+        lengths = {m: max(n, int(recorded.get(m, 0))) for m, n in lengths.items()}
+    return lengths
+
+
+def pad_entry(entry: dict[str, Any], lengths: dict[str, int]) -> dict[str, Any]:
+    """An MMSA split with its sequences zero-padded to `lengths` (the store's, the same for every split)."""
+    out = dict(entry)
+    for key, modality, axis in (("audio", "audio", 1), ("vision", "visual", 1), ("text_bert", "text", 2), ("text", "text", 1)):
+        if key not in out:
+            continue
+        array = out[key]
+        missing = lengths[modality] - array.shape[axis]
+        if missing > 0:
+            widths = [(0, 0)] * array.ndim
+            widths[axis] = (0, missing)
+            out[key] = np.pad(array, widths)
+    return out

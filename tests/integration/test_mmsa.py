@@ -1,5 +1,6 @@
 """MMSA feature files: import, export, the round trip, and refusing a pickle that would run code."""
 
+import importlib.util
 import os
 import pickle
 import subprocess
@@ -187,3 +188,80 @@ def test_import_checks_labels_against_the_convention_and_array_lengths(tmp_path)
     short["train"]["regression_labels"] = short["train"]["regression_labels"][:4]
     with pytest.raises(MisrError, match=r"train: regression_labels has 4 entries for 6 ids"):
         import_file(write(tmp_path / "b.pkl", short), tmp_path / "s2")
+
+
+def learnable_file(sizes=(64, 24, 32), lengths=(20, 30, 25), seed=5):
+    """A small file in MMSA's own form: every split padded to one length per modality, longer than any clip's
+    (as MMSA's 50-token files are), zeros past each clip's length (as GloVe-style text and MMSA's audio and
+    vision are), labels a function of the features."""
+    rng = np.random.default_rng(seed)
+    text_len, audio_len, vision_len = lengths
+    data = {}
+    for k, (split, n) in enumerate(zip(("train", "valid", "test"), sizes, strict=True)):
+        n_tok, n_audio, n_vision = (rng.integers(3, top - 5, n) for top in lengths)  # every clip shorter than the file's length
+        tb = np.zeros((n, 3, text_len), np.float32)
+        text = np.zeros((n, text_len, 16), np.float32)
+        audio = np.zeros((n, audio_len, 5), np.float32)
+        vision = np.zeros((n, vision_len, 7), np.float32)
+        for i in range(n):
+            tb[i, 0, : n_tok[i]] = rng.integers(100, 2000, n_tok[i])
+            tb[i, 1, : n_tok[i]] = 1
+            text[i, : n_tok[i]] = rng.standard_normal((n_tok[i], 16))
+            audio[i, : n_audio[i]] = rng.standard_normal((n_audio[i], 5))
+            vision[i, : n_vision[i]] = rng.standard_normal((n_vision[i], 7))
+        signal = text[:, :, 0].sum(1) / np.sqrt(n_tok) + audio[:, :, 1].sum(1) / np.sqrt(n_audio)
+        data[split] = {
+            "id": np.array([f"v{k}{i:03d}$_$0" for i in range(n)], dtype=object),
+            "raw_text": np.array(["a clip"] * n, dtype=object),
+            "text_bert": tb,
+            "text": text,
+            "audio": audio,
+            "vision": vision,
+            "audio_lengths": n_audio,
+            "vision_lengths": n_vision,
+            "regression_labels": np.clip(np.round(1.5 * np.tanh(signal), 1), -3, 3).astype(np.float32),
+            "annotations": np.array(["Neutral"] * n, dtype=object),
+        }
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("MMSA") is None, reason="the mmsa extra is not installed")
+def test_mmsa_through_misr_compare_is_mmsa_run_on_the_same_file(tmp_path):
+    """`misr compare -M mmsa:TFN` on a store imported from an MMSA file once gave TFN a test MAE 0.13 from MMSA's
+    own `MMSA_run` on that file: each split reached MMSA padded to the store's longest clip, not to the file's
+    length. Now the store remembers the file's lengths; both ways train the same model, clip for clip."""
+    import torch
+    from MMSA.config import get_config_regression
+    from MMSA.data_loader import MMDataLoader
+    from MMSA.models import AMIO
+    from MMSA.trains import ATIO
+    from MMSA.utils import setup_seed
+
+    from misr.compare.comparison import compare
+    from misr.compare.contenders import contender
+    from misr.msa.convention import MOSI
+    from tests.helpers import params
+
+    path = write(tmp_path / "file.pkl", learnable_file())
+    # MMSA's way, as MMSA_run runs one seed (its _run, with the test predictions kept)
+    args = get_config_regression("tfn", "mosi", "")
+    args.update(model_save_path=tmp_path / "tfn.pth", device=torch.device("cpu"), train_mode="regression")
+    args.update(custom_feature=str(path), feature_T="", feature_A="", feature_V="", cur_seed=1)
+    setup_seed(1111)
+    loaders = MMDataLoader(args, 0)
+    model = AMIO(args).to(args["device"])
+    trainer = ATIO().getTrain(args)
+    trainer.do_train(model, loaders)
+    model.load_state_dict(torch.load(args["model_save_path"], weights_only=True))
+    theirs = trainer.do_test(model, loaders["test"], mode="TEST", return_sample_results=True)
+    by_id = dict(zip(theirs["Ids"], np.asarray(theirs["SResults"], dtype=np.float64).reshape(-1), strict=True))
+    # ours: the file imported, then misr compare with MMSA's TFN
+    import_file(path, tmp_path / "store")
+    p = params("train.threads=1")
+    c = compare([tmp_path / "store"], [contender("mmsa:TFN", p.model, p.train, p.features, MOSI)], [1111], tmp_path / "cache")
+    s = c.stores[0]
+    ours = s.preds["test"]["mmsa:TFN"][1111]
+    assert sorted(s.clip_keys["test"]) == sorted(by_id)
+    np.testing.assert_allclose(ours, [by_id[k] for k in s.clip_keys["test"]], rtol=0, atol=1e-4)
+    assert MOSI.metrics(ours, s.labels["test"])["MAE"] == pytest.approx(theirs["MAE"], abs=1e-4)
