@@ -34,9 +34,10 @@ class Contender:
     def check(self, store_dir: Path) -> None:
         """Fail fast, before anything trains, with a clear error when this contender cannot run on the store."""
 
-    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> dict[str, Any]:
         """Train one seed (checkpoint chosen on valid) into `run.folder`, by way of `run.training` or a temporary
-        folder: the seed folder appears whole or not at all."""
+        folder: the seed folder appears whole or not at all. Returns what the seed chose on its way (its epoch,
+        the environments it was made invariant across), for the report."""
         raise NotImplementedError
 
     def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:

@@ -43,6 +43,7 @@ class Predictions:
     conflict: np.ndarray | None = None  # test clips whose modalities disagree in sentiment
     conflict_rule: str | None = None
     test_reads_before: int = 0  # reads of this store's test split on the ledger before this comparison's
+    chose: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # label -> seed -> what it chose (epoch, environments)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def fit_and_validate(job: Job) -> dict[str, Any]:
     if done is not None:
         return {**done, "reused": True}
     started = time.perf_counter()
-    job.contender.fit(job.store, job.run, job.threads)
+    chose = job.contender.fit(job.store, job.run, job.threads)
     seconds = time.perf_counter() - started
     valid = FeatureStore(job.store).load_split("valid")
     pred = job.contender.predict(job.store, job.run, valid)
@@ -91,6 +92,7 @@ def fit_and_validate(job: Job) -> dict[str, Any]:
         "label": job.contender.label,
         "seed": job.seed,
         "seconds": seconds,
+        "chose": chose,
         "clip_keys": valid.clip_keys,
         "labels": valid.labels.tolist(),
         "valid": pred.tolist(),
@@ -153,6 +155,7 @@ def compare(
                 labels={"valid": valid_labels, "test": test.labels.numpy().astype(np.float64)},
                 preds=preds,
                 runs={c.label: {j.seed: j.run for j, _ in mine if j.contender is c} for c in contenders},
+                chose={c.label: {j.seed: r.get("chose") or {} for j, r in mine if j.contender is c} for c in contenders},
                 conflict=conflict,
                 conflict_rule=rule,
                 test_reads_before=before,

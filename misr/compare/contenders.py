@@ -45,7 +45,7 @@ class MisrModel(Contender):
 
         resolve_input_spec(self.model, store_dir, self.train.action_units)
 
-    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> None:
+    def fit(self, store_dir: Path, run: SeedRun, threads: int) -> dict[str, Any]:
         """As the train stage trains one seed (into `run.training`, where a killed run resumes), then its seed
         folder moved into place: `run.run` is a model folder (ModelDir) of the seeds trained so far."""
         from misr.training.checkpoints import RunSettings
@@ -53,12 +53,18 @@ class MisrModel(Contender):
         from misr.training.model_dir import ModelDir
 
         one = self.train.model_copy(update={"seeds": [run.seed], "threads": threads or self.train.threads})
-        train(RunSettings(self.model, one, self.features, self.convention), store_dir, run.training)
+        result = train(RunSettings(self.model, one, self.features, self.convention), store_dir, run.training)["seeds"][str(run.seed)]
         trained = ModelDir(run.training)
         if trained.live(run.seed).exists():  # its curves travel with it
             os.replace(trained.live(run.seed), trained.seed_dir(run.seed) / "dvclive")
         run.place(trained.seed_dir(run.seed))
         run.clear_training()
+        return {
+            "best_epoch": result["best_epoch"],
+            "selected_on": result["selected_on"],
+            "environments": (result.get("environments") or {}).get("name"),  # the groups it was made invariant across
+            "valid_groups": (result.get("valid_groups") or {}).get("name"),  # the groups its checkpoint was chosen on
+        }
 
     def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         from misr.features.person import view_for

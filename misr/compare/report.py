@@ -11,6 +11,7 @@ recompute it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from misr.training.inference import score
 from misr.util.atomic import atomic_path, write_json, write_text
 
 
-def summarise(c: Comparison, convention: Convention, reference: str) -> dict[str, Any]:
-    """Every number of the report, from the comparison's predictions."""
+def summarise(c: Comparison, convention: Convention, reference: str, tuning: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every number of the report, from the comparison's predictions; `tuning` says how much each model was tuned."""
     report: dict[str, Any] = {
         "stores": [str(s.store) for s in c.stores],
         "models": c.labels,
@@ -73,6 +74,13 @@ def summarise(c: Comparison, convention: Convention, reference: str) -> dict[str
         "trained": c.trained,
         "reused": c.reused,
         "per_seed_training": {label: float(np.mean(v)) for label, v in c.fit_seconds.items()},
+    }
+    report["contenders"] = {
+        label: {
+            "tuning": tuning_of(label, tuning or {}),
+            "runs": [{"store": str(s.store), "seed": seed, **chose} for s in c.stores for seed, chose in s.chose.get(label, {}).items()],
+        }
+        for label in c.labels
     }
     report["interval"] = {"level": 0.95, "over": "stores, seeds and clips" if len(c.stores) > 1 else "seeds and clips"}
     return report
@@ -237,9 +245,37 @@ def markdown(r: dict[str, Any]) -> str:
                 diff = interval(s[name][m]["MAE"]) if m in s[name] else "(reference)"
                 lines.append(f"| {m} | {name} | {sum(s[name]['n'])} | {fmt(s[name]['MAE'][m])} | {diff} |")
         lines.append("")
+    lines += contender_lines(r)
     sec = r["seconds"]
     lines += [f"Total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused from the cache).", ""]
     return "\n".join(lines)
+
+
+def tuning_of(label: str, tuning: Mapping[str, str]) -> str:
+    """What `compare.tuning` says of a model (MMSA's models: its `mmsa` entry unless one is named)."""
+    stated = tuning.get(label) or (tuning.get("mmsa") if label.lower().startswith("mmsa:") else None)
+    return stated or "not stated"
+
+
+def contender_lines(r: dict[str, Any]) -> list[str]:
+    """How each contender came about: its tuning (as stated), and per seed the epoch and groups it chose."""
+    lines = ["## How each model came about", "", "| model | tuning | seeds: chosen epoch, environments |", "|---|---|---|"]
+    for label, info in r.get("contenders", {}).items():
+        lines.append(f"| {label} | {info['tuning']} | {runs_text(info['runs'], len(r['stores']) > 1)} |")
+    return [*lines, ""]
+
+
+def runs_text(runs: list[dict[str, Any]], name_stores: bool) -> str:
+    """Each run's choices: `seed 1: epoch 12, invariant across 'visual disagrees'` (with its store when several)."""
+    said = [f"seed {run['seed']}" + (f" on {Path(run['store']).name}" if name_stores else "") + f": {chose_text(run)}" for run in runs]
+    return "; ".join(said) or "not recorded"
+
+
+def chose_text(chose: dict[str, Any]) -> str:
+    parts = [f"epoch {chose['best_epoch']}" if chose.get("best_epoch") is not None else None]
+    parts.append(f"invariant across '{chose['environments']}'" if chose.get("environments") else None)
+    parts.append(chose.get("selected_on") if chose.get("best_epoch") is None else None)  # MMSA's models: their own rule
+    return ", ".join(p for p in parts if p) or "not recorded"
 
 
 def plot(r: dict[str, Any], path: Path) -> None:

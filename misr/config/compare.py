@@ -7,6 +7,18 @@ from pydantic import Field, field_validator, model_validator
 from misr.config.model import VARIANTS
 from misr.config.section import Section, Seed
 
+# How this repository's settings came about (benchmarks/quality/README.md): the report says so beside its numbers.
+TUNING = {
+    "misr": "its invariance settings: 11 settings of benchmarks/quality.py's search on the synthetic store (data seed 1111, "
+    "valid_ood), then 5 candidates on selection data seeds 1111 and 1112 (worst validation group); test never read",
+    "late_fusion": "none: the shared architecture and training settings, as MISR's",
+    "late_fusion_groups": "none beyond late fusion's; groups from model.groups",
+    "misr_no_inv": "none beyond MISR's (one of the 5 candidates)",
+    "misr_no_dist": "none beyond MISR's",
+    "misr_z_env": "none beyond MISR's (one of the 11 search settings)",
+    "mmsa": "none here: MMSA 2.2.1's own settings for MOSI-style regression (its config_regression.json)",
+}
+
 
 class CompareConfig(Section):
     """`misr compare`: which models, against which reference, on which seeds (its options override these)."""
@@ -18,6 +30,11 @@ class CompareConfig(Section):
     )
     reference: str = Field("late_fusion", description="the model every other one is compared with (one of models)")
     seeds: list[Seed] | None = Field(None, min_length=1, description="training seeds; null: train.seeds")
+    tuning: dict[str, str] = Field(
+        default_factory=lambda: dict(TUNING),
+        description="for each model, how much its settings were tuned and on which data: the report states it beside "
+        "the results (a model not listed: 'not stated'). Update it when you tune a model on your data",
+    )
 
     @field_validator("models")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 from misr.compare.comparison import compare, default_workers
 from misr.compare.contenders import contender
-from misr.compare.report import summarise, test_reads_line, write
+from misr.compare.report import runs_text, summarise, test_reads_line, write
 from misr.config.compare import CompareConfig
 from misr.config.features import FeaturesConfig
 from misr.config.model import ModelConfig
@@ -52,7 +52,7 @@ def run(
     comparison = compare(
         [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress
     )
-    report = summarise(comparison, convention, cfg.reference)
+    report = summarise(comparison, convention, cfg.reference, cfg.tuning)
     write(report, comparison, Path(out_dir))
     return report
 
@@ -83,6 +83,12 @@ def subset_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def contender_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
+        [label, info["tuning"], runs_text(info["runs"], len(report["stores"]) > 1)] for label, info in report.get("contenders", {}).items()
+    ]
+
+
 def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], list[list[str]]], None]) -> None:
     """The report as tables (title, columns, rows), validation first: `show` draws each one."""
     show(test_reads_line(report), (), [])
@@ -97,6 +103,7 @@ def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], lis
     if report["subsets"]:
         columns = ("model", "subset", "clips", "MAE", f"minus {report['reference']}")
         show(f"test by subset ({report['subsets']['rule']})", columns, subset_rows(report))
+    show("how each model came about", ("model", "tuning", "seeds: chosen epoch, environments"), contender_rows(report))
     sec = report["seconds"]
     show(f"total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused)", (), [])
 

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -57,7 +58,7 @@ def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_pat
     names = ["misr", "late_fusion", *(["mmsa:LF_DNN"] if HAS_MMSA else [])]
     c = compare(stores, contenders(*names), [1, 2], tmp_path / "cache", reference="late_fusion")
     assert sorted(count_test_reads) == sorted(str(s) for s in stores)  # once per store, for every model and seed
-    report = summarise(c, MOSI, "late_fusion")
+    report = summarise(c, MOSI, "late_fusion", params(*TINY).compare.tuning)
     paths = write(report, c, tmp_path / "out")
     saved = json.loads(paths["json"].read_text())
     preds = pq.read_table(paths["predictions"]).to_pylist()
@@ -87,6 +88,15 @@ def test_report_is_what_the_saved_predictions_give_and_test_is_read_once(tmp_pat
     assert sum(r["conflict"] for r in test_rows) == sum(saved["subsets"]["conflict"]["n"])
     assert saved["subsets"]["conflict"]["n"][0] + saved["subsets"]["agree"]["n"][0] == 24
     assert "Test: each model minus late_fusion" in paths["markdown"].read_text()
+    # how each model came about: its tuning as params.yaml's compare.tuning states it, and what each run chose
+    assert saved["contenders"]["misr"]["tuning"].startswith("its invariance settings")
+    misr_runs = saved["contenders"]["misr"]["runs"]
+    assert sorted((Path(r["store"]).name, r["seed"]) for r in misr_runs) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert all(isinstance(r["best_epoch"], int) and r["selected_on"] for r in misr_runs)
+    # the groups each MISR run was made invariant across (none where these tiny stores allow none), never late fusion's
+    assert {r["environments"] for r in misr_runs} <= {None, "text disagrees", "audio disagrees", "visual disagrees"}
+    assert all(r["environments"] is None for r in saved["contenders"]["late_fusion"]["runs"])
+    assert "How each model came about" in paths["markdown"].read_text()
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
