@@ -86,13 +86,21 @@ class MisrModel(Contender):
 
 
 def contender(
-    name: str, model: ModelConfig, train: TrainConfig, features: FeaturesConfig, convention: Convention, label: str | None = None
+    name: str,
+    model: ModelConfig,
+    train: TrainConfig,
+    features: FeaturesConfig,
+    convention: Convention,
+    label: str | None = None,
+    mmsa_selection: str = "mmsa",
 ) -> Contender:
-    """The contender a `--models` name stands for: a `model.name` of this package, or `mmsa:NAME`."""
+    """The contender a `--models` name stands for: a `model.name` of this package, or `mmsa:NAME` (whose checkpoint
+    MMSA's own rule chooses, or with `mmsa_selection` "ours" this package's: compare.mmsa_selection)."""
     if name.lower().startswith("mmsa:"):
-        from misr.compare.mmsa import MmsaModel
+        from misr.compare.mmsa import MmsaModel, PackageRule
 
-        return MmsaModel(name.split(":", 1)[1], convention, train.action_units, label=label)
+        rule = PackageRule.of(model, train) if mmsa_selection == "ours" else None
+        return MmsaModel(name.split(":", 1)[1], convention, train.action_units, label=label, rule=rule)
     if name not in VARIANTS:
         raise MisrError(
             f"unknown model {name!r} for misr compare",

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,16 @@ import torch
 
 from misr.compare.base import Contender, own_visual
 from misr.compare.runs import SeedRun
+from misr.config.model import GroupsConfig, LossConfig, ModelConfig
+from misr.config.train import TrainConfig
 from misr.data.mmsa import pad_entry, store_lengths
 from misr.errors import MisrError
 from misr.msa.convention import Convention
 from misr.store import SplitData
 from misr.store.read import to_numpy
 from misr.store.store import FeatureStore
+from misr.training.groups import MODALITIES, group_maes, partition_from
+from misr.training.loop import first_selectable_epoch
 from misr.util.atomic import write_pickle, write_text
 
 MODEL_FILE, ARGS_FILE = "model.pth", "args.json"  # in a seed's folder of the run cache (misr.compare.runs)
@@ -68,6 +74,97 @@ MODEL_NEEDS = {
 ONE_HOT_VOCABULARY = 2048  # above this, one-hot token vectors are too wide to be a fair text input
 
 
+@dataclass(frozen=True)
+class PackageRule:
+    """This package's rule for choosing a checkpoint (misr.training.loop), for an MMSA model's training: the same
+    measure (train.select_on), from the same epoch (model.invariance.warmup_epochs), the same patience and at most
+    the same number of epochs as this package's models, the validation groups fixed by the same rule at that epoch."""
+
+    select_on: str
+    first_epoch: int
+    patience: int
+    epochs: int
+    groups: GroupsConfig
+    loss: LossConfig
+
+    @classmethod
+    def of(cls, model: ModelConfig, train: TrainConfig) -> PackageRule:
+        first = min(first_selectable_epoch(model), train.epochs - 1)  # the last epoch always is selectable
+        return cls(train.select_on, first, train.patience, train.epochs, model.groups, model.loss)
+
+
+class EnoughEpochs(Exception):
+    """Raised inside MMSA's loop (which has no epoch limit) when the rule's last epoch is done."""
+
+
+class RuleWatch:
+    """Stands in for an MMSA trainer's `do_test` on valid, so that MMSA's own loop, which keeps the checkpoint of
+    the lowest valid 'Loss' and stops after `early_stop` epochs without one, keeps this package's choice: its
+    'Loss' becomes the rule's measure; before the first selectable epoch a score that falls each epoch (so MMSA
+    saves it, each soon replaced, and its patience does not count yet). MMSA trains one epoch past the limit
+    before the limit is seen; that epoch is never chosen."""
+
+    WARMUP_SCORE = 1e7  # above any measure, below MMSA's starting best (1e8)
+
+    def __init__(self, rule: PackageRule, original: Any, valid: SplitData, convention: Convention):
+        self.rule, self.original, self.convention = rule, original, convention
+        self.y = np.asarray(valid.labels, dtype=np.float64)
+        self.unimodal = {m: np.asarray(v, dtype=np.float64) for m, v in valid.unimodal_labels.items()}
+        self.epoch, self.best, self.best_epoch = -1, math.inf, -1
+        self.group: np.ndarray | None = None
+        self.partition: str | None = None
+
+    def __call__(self, model: Any, dataloader: Any, mode: str = "VAL", return_sample_results: bool = False) -> Any:
+        if mode != "VAL":
+            return self.original(model, dataloader, mode, return_sample_results)
+        self.epoch += 1
+        if self.epoch >= self.rule.epochs:
+            raise EnoughEpochs
+        results = self.original(model, dataloader, mode, return_sample_results)
+        results["Loss"] = self.score(predictions(model, dataloader))
+        return results
+
+    def score(self, preds: np.ndarray) -> float:
+        if self.epoch < self.rule.first_epoch:
+            return self.WARMUP_SCORE - self.epoch
+        if self.rule.select_on == "mae":
+            measure = float(self.convention.clip_errors(preds, self.y).mean())
+        else:
+            if self.group is None:  # fixed at the first selectable epoch, as this package's models fix theirs
+                self.fix_groups(preds)
+            maes = group_maes(preds, self.y, self.group)
+            measure = maes["worst_group_MAE" if self.rule.select_on == "worst_group_mae" else "group_mean_MAE"]
+        if measure <= self.best - 1e-6:  # MMSA's own test of 'better'
+            self.best, self.best_epoch = measure, self.epoch
+        return measure
+
+    def fix_groups(self, preds: np.ndarray) -> None:
+        if not all(m in self.unimodal and np.isfinite(self.unimodal[m]).all() for m in MODALITIES):
+            raise MisrError(
+                f"choosing MMSA's checkpoints on validation groups (train.select_on {self.rule.select_on}) needs the "
+                "store's label_T/A/V: MMSA's models give no single-modality predictions",
+                hint="set compare.mmsa_selection to mmsa, or train.select_on to mae",
+            )
+        only = None if self.rule.groups.partition == "auto" else self.rule.groups.partition
+        sentiments = {m: v for m, v in self.unimodal.items() if only in (None, m)}
+        chosen = partition_from(preds, self.y, sentiments, "labels", self.rule.loss, split="validation")
+        self.group, self.partition = np.asarray(chosen.group), chosen.name
+
+    def chose(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "selected_on": self.rule.select_on, "valid_groups": self.partition}
+
+
+def predictions(model: Any, dataloader: Any) -> np.ndarray:
+    """An MMSA model's prediction for every clip of a loader, in its order (the valid loader keeps the split's)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for batch in dataloader:
+            out.append(model(*(batch[k].to(device) for k in ("text", "audio", "vision")))["M"].reshape(-1).float().cpu())
+    return torch.cat(out).numpy().astype(np.float64)
+
+
 def mmsa_version() -> str:
     """The installed MMSA's version, or a clear error when the extra is absent."""
     try:
@@ -82,7 +179,9 @@ def mmsa_version() -> str:
 class MmsaModel(Contender):
     kind = "mmsa"
 
-    def __init__(self, name: str, convention: Convention, action_units: str = "relative", label: str | None = None):
+    def __init__(
+        self, name: str, convention: Convention, action_units: str = "relative", label: str | None = None, rule: PackageRule | None = None
+    ):
         key = name.lower()
         if key in MODEL_NEEDS:
             raise MisrError(
@@ -94,10 +193,16 @@ class MmsaModel(Contender):
             )
         super().__init__(label or f"mmsa:{SUPPORTED[key]}")
         self.name, self.convention, self.action_units = key, convention, action_units
+        self.rule = rule  # None: MMSA's own rule chooses the checkpoint (compare.mmsa_selection)
         self.dataset = "sims" if convention.metric_set == "sims" else "mosi"
 
     def settings(self) -> dict[str, Any]:
-        return {"model": self.name, "config": self.dataset, "action_units": self.action_units, "mmsa": mmsa_version()}
+        rule = (
+            None
+            if self.rule is None
+            else {**asdict(self.rule), "groups": self.rule.groups.model_dump(), "loss": self.rule.loss.model_dump()}
+        )
+        return {"model": self.name, "config": self.dataset, "action_units": self.action_units, "mmsa": mmsa_version(), "rule": rule}
 
     def check(self, store_dir: Path) -> None:
         mmsa_version()
@@ -113,7 +218,9 @@ class MmsaModel(Contender):
             torch.set_num_threads(threads)
         store = FeatureStore(store_dir)
         rows = {r["clip_key"]: r for r in store.clips().to_pylist()}
-        splits = {s: self.entry(store, store.load_split(s, as_torch=False), rows) for s in ("train", "valid")}
+        data = {s: store.load_split(s, as_torch=False) for s in ("train", "valid")}
+        splits = {s: self.entry(store, d, rows) for s, d in data.items()}
+        valid = data["valid"]
         run.run.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=run.run) as tmp, adapted():
             features = Path(tmp) / "features.pkl"
@@ -126,11 +233,17 @@ class MmsaModel(Contender):
             setup_seed(run.seed)
             loaders = MMDataLoader(args, 0)
             model = AMIO(args).to(args["device"])
-            ATIO().getTrain(args).do_train(model, loaders)
+            trainer = ATIO().getTrain(args)
+            watch = None
+            if self.rule is not None:
+                args["early_stop"] = self.rule.patience
+                watch = trainer.do_test = RuleWatch(self.rule, trainer.do_test, valid, self.convention)
+            with contextlib.suppress(EnoughEpochs):
+                trainer.do_train(model, loaders)
             args["model_save_path"] = run.folder / MODEL_FILE
             write_text(weights.parent / ARGS_FILE, json.dumps({k: v for k, v in args.items() if is_plain(v)}, indent=2, default=str))
             run.place(weights.parent)
-        return {"selected_on": f"MMSA's own rule: the valid {args['KeyEval']}"}
+        return watch.chose() if watch is not None else {"selected_on": f"MMSA's own rule: the valid {args['KeyEval']}"}
 
     def predict(self, store_dir: Path, run: SeedRun, data: SplitData) -> np.ndarray:
         from MMSA.data_loader import MMDataset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from misr.config.model import VARIANTS
@@ -30,6 +32,12 @@ class CompareConfig(Section):
     )
     reference: str = Field("late_fusion", description="the model every other one is compared with (one of models)")
     seeds: list[Seed] | None = Field(None, min_length=1, description="training seeds; null: train.seeds")
+    mmsa_selection: Literal["mmsa", "ours"] = Field(
+        "mmsa",
+        description="how MMSA's models choose their checkpoint: mmsa, MMSA's own rule (the valid loss from the first "
+        "epoch, patience 8, no epoch limit); ours, this package's (train.select_on from model.invariance.warmup_epochs, "
+        "train.patience, at most train.epochs; validation groups need the store's label_T/A/V)",
+    )
     tuning: dict[str, str] = Field(
         default_factory=lambda: dict(TUNING),
         description="for each model, how much its settings were tuned and on which data: the report states it beside "

@@ -47,7 +47,7 @@ def run(
         raise MisrError(f"workers must be 0 (one per core) or more, not {workers}")
     check_creatable(out_dir)  # before hours of training, not after (and nothing created on a refusal)
     check_creatable(cache)
-    contenders = [contender(name, model, train, features, convention) for name in cfg.models]
+    contenders = [contender(name, model, train, features, convention, mmsa_selection=cfg.mmsa_selection) for name in cfg.models]
     seeds = list(cfg.seeds or train.seeds)
     comparison = compare(
         [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress

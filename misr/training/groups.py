@@ -56,14 +56,21 @@ def choose_partition(model: nn.Module, batches: Batches, batch_size: int, loss=N
     """The agreement partition on which the joint predictor's risks differ most (see the module's text), or the one
     `config.partition` (model.groups) names; sentiments from `config.source`. `split` names the clips in messages."""
     partition, source_choice = (config.partition, config.source) if config is not None else ("auto", "auto")
-    y = batches.labels.numpy()
     joint = predict(model, batches, batch_size)
+    only = None if partition == "auto" else partition
+    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=only, source=source_choice)
+    return partition_from(joint, batches.labels.numpy(), sentiments, source, loss, split)
+
+
+def partition_from(
+    joint: np.ndarray, y: np.ndarray, sentiments: dict[str, np.ndarray], source: str, loss=None, split: str = "training"
+) -> Partition:
+    """The agreement partition, among those of `sentiments` (modality -> each clip's sentiment), on which the
+    predictions `joint` are least invariant (the rule of `choose_partition`, for any model's predictions)."""
     # EIIL's criterion: the IRMv1 penalty of the reference predictor across the two groups, i.e. how much
     # rescaling its predictions within each group would lower that group's risk (the risks' variance, tried
     # first, mostly found the groups of near-zero labels, which are hard for any predictor)
     slope = (clip_loss_slope(torch.from_numpy(joint - y), loss) * torch.from_numpy(joint)).numpy()
-    only = None if partition == "auto" else partition
-    sentiments, source = unimodal_sentiments(model, batches, batch_size, only=only, source=source_choice)
     candidates: dict[str, tuple[float, np.ndarray]] = {}
     for m, s in sentiments.items():
         disagree = (np.sign(s) * np.sign(y) < 0).astype(np.int64)

@@ -317,3 +317,28 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_training(tmp_pat
     assert_clean_error(misr(*base, "-o", tmp_path / "out", "-w", "-3"), "workers must be 0")
     res = misr("compare", store, "--models", "misr", "late_fusion", "-o", tmp_path / "out", "--cache", tmp_path / "c", *sets)
     assert_clean_error(res, "no feature store at late_fusion", "repeat the option for each model: -M misr -M late_fusion")
+
+
+@pytest.mark.skipif(not HAS_MMSA, reason="the mmsa extra is not installed")
+def test_mmsa_models_can_choose_their_checkpoint_by_this_packages_rule(tmp_path, monkeypatch):
+    """MMSA's models chose on their valid loss from the first epoch, with no epoch limit, while this package's chose
+    on the worst validation group from the warm-up's end: no comparison could give every contender one rule."""
+    from misr.compare.mmsa import RuleWatch
+    from misr.data.synth import generate
+
+    sizes = "data.synth.n_clips={train: 60, valid: 40, valid_ood: 10, test: 20}"  # the shortcut: a flipped group in valid
+    p = params(*TINY_TRAINING, sizes, "train.select_on=worst_group_mae", "model.invariance.warmup_epochs=2", "train.epochs=4")
+    generate(p.data.synth, tmp_path / "store")
+    scored = []
+    original = RuleWatch.score
+    monkeypatch.setattr(RuleWatch, "score", lambda self, preds: scored.append(self.epoch) or original(self, preds))
+    tfn = contender("mmsa:TFN", p.model, p.train, p.features, MOSI, mmsa_selection="ours")
+    c = compare([tmp_path / "store"], [tfn], [1], tmp_path / "cache")
+    chose = c.stores[0].chose["mmsa:TFN"][1]
+    assert scored == [0, 1, 2, 3]  # train.epochs, not MMSA's patience, ends it
+    assert chose["selected_on"] == "worst_group_mae" and chose["best_epoch"] in (2, 3)  # from the warm-up's end
+    assert chose["valid_groups"] in ("text disagrees", "audio disagrees", "visual disagrees")
+    # the rule is part of the reuse key: MMSA's own rule trains again
+    own = contender("mmsa:TFN", p.model, p.train, p.features, MOSI)
+    assert own.key() != tfn.key()
+    assert compare([tmp_path / "store"], [own], [1], tmp_path / "cache").stores[0].chose["mmsa:TFN"][1]["selected_on"].startswith("MMSA")
