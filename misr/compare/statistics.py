@@ -27,6 +27,7 @@ from scipy import stats
 
 LEVEL = 0.95
 POWER = 0.80  # the power at which "the smallest difference this design can resolve" is stated
+MAX_SEEDS = 1000  # the most seeds per model a reading suggests
 
 
 @dataclass(frozen=True)
@@ -127,18 +128,30 @@ def difference_interval(per_store: Sequence[tuple[np.ndarray, np.ndarray]], leve
         needed = _seeds_needed(t, estimate, level) if with_seeds else "train more seeds to count the seeds' spread"
     crit = float(stats.t.ppf(0.5 + level / 2, df))
     resolvable = (crit + float(stats.t.ppf(POWER, df))) * se
+    if abs(estimate) > crit * se:  # resolved: nothing more is needed
+        needed = ""
     return Interval(estimate, estimate - crit * se, estimate + crit * se, se, df, resolvable, needed, counts)
 
 
 def _seeds_needed(t: StoreTerms, estimate: float, level: float) -> str:
-    """How many seeds per model would resolve `estimate` (the seed terms shrink with seeds, the clip term does not)."""
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    target = (abs(estimate) / z) ** 2
-    if not estimate or t.clip >= target:
-        return "more test clips would be needed, not more seeds" if estimate else ""
-    per_seed = t.seed_a * t.n_a + t.seed_b * t.n_b  # the seed terms' variance times the seeds, for equal seeds
-    n = max(math.ceil(per_seed / (target - t.clip)), 2)
-    return f"about {n} seeds per model would resolve {estimate:+.3f}" if n > max(t.n_a, t.n_b) else ""
+    """How many seeds per model would resolve `estimate`: the seed terms shrink with seeds and the degrees of
+    freedom grow, the clip term stays (the same Welch interval as `difference_interval`, with n seeds each)."""
+    if not estimate:
+        return ""
+
+    def crit(df: float) -> float:
+        return float(stats.t.ppf(0.5 + level / 2, df))
+
+    if crit(t.clips - 1) * math.sqrt(t.clip) >= abs(estimate):
+        return "more test clips would be needed, not more seeds"
+    per_a, per_b = t.seed_a * t.n_a, t.seed_b * t.n_b  # what the seeds' spread contributes, times the seeds
+    for n in range(max(t.n_a, t.n_b) + 1, MAX_SEEDS + 1):
+        parts = [(per_a / n, n - 1), (per_b / n, n - 1), (t.clip, t.clips - 1)]
+        variance = sum(v for v, _ in parts)
+        df = variance**2 / sum(v**2 / d for v, d in parts if v > 0 and d > 0)
+        if crit(df) * math.sqrt(variance) < abs(estimate):
+            return f"about {n} seeds per model would resolve {estimate:+.3f}"
+    return f"more than {MAX_SEEDS} seeds per model would be needed to resolve {estimate:+.3f}"
 
 
 def ratio_of_means(gains: Sequence[float], headroom: Sequence[float], level: float = LEVEL) -> Interval:
