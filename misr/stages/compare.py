@@ -83,12 +83,6 @@ def subset_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def contender_rows(report: dict[str, Any]) -> list[list[str]]:
-    return [
-        [label, info["tuning"], runs_text(info["runs"], len(report["stores"]) > 1)] for label, info in report.get("contenders", {}).items()
-    ]
-
-
 def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], list[list[str]]], None]) -> None:
     """The report as tables (title, columns, rows), validation first: `show` draws each one."""
     show(test_reads_line(report), (), [])
@@ -103,7 +97,11 @@ def print_report(report: dict[str, Any], show: Callable[[str, Sequence[str], lis
     if report["subsets"]:
         columns = ("model", "subset", "clips", "MAE", f"minus {report['reference']}")
         show(f"test by subset ({report['subsets']['rule']})", columns, subset_rows(report))
-    show("how each model came about", ("model", "tuning", "seeds: chosen epoch, environments"), contender_rows(report))
+    show("how each model came about (its tuning; each run's chosen epoch and environments)", (), [])
+    for label, info in report.get("contenders", {}).items():
+        show(
+            f"  {label}: tuning: {info['tuning']}\n  {' ' * len(label)}  runs: {runs_text(info['runs'], len(report['stores']) > 1)}", (), []
+        )
     sec = report["seconds"]
     show(f"total time {sec['total']:.0f} s ({sec['trained']} seed(s) trained, {sec['reused']} reused)", (), [])
 
