@@ -15,7 +15,7 @@ from misr.stages import load, parser
 from misr.util.command import run_command
 
 # Set by the command line, not read from params.yaml: each data set's model is an artifact of its own.
-FROM_COMMAND = ("register.artifact",)
+FROM_COMMAND = {"register.artifact": "--artifact"}  # keys of params.yaml a flag of the command sets: key -> flag
 
 
 def run(

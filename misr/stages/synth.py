@@ -1,7 +1,7 @@
 """Stage synth: a synthetic MSA data set written straight into a feature store, with its oracle.
 
-dvc.yaml runs `python -m misr.stages.synth STORE` (the settings of `data.synth`); `misr synth` is the
-same with options for one-off stores.
+dvc.yaml runs `python -m misr.stages.synth STORE` (the settings of `data.synth`; compare/dvc.yaml adds
+`--seed`, for a store no setting was chosen on); `misr synth` is the same with options for one-off stores.
 """
 
 from __future__ import annotations
@@ -57,12 +57,21 @@ def split_done(split: str, done: int, total: int) -> None:
         say(f"synth {split}: {total} clips")
 
 
+# keys of params.yaml a flag of the command sets (then not read from the file): key -> flag
+FROM_COMMAND = {"data.synth.seed": "--seed"}
+
+
 def main() -> None:
-    args = parser("Write the synthetic store of data.synth to STORE (replacing it).", ("store", "the store to write")).parse_args()
+    p = parser("Write the synthetic store of data.synth to STORE (replacing it).", ("store", "the store to write"))
+    p.add_argument("--seed", type=int, help="the data seed, instead of data.synth.seed (a store no setting was chosen on)")
+    args = p.parse_args()
 
     def body() -> None:
         params, _, _ = load(args)
-        oracle = run(params.section("data.synth", SynthConfig), args.store, force=True, progress=split_done)
+        synth = params.section("data.synth", SynthConfig)
+        if args.seed is not None:
+            synth = SynthConfig.model_validate({**synth.model_dump(), "seed": args.seed})
+        oracle = run(synth, args.store, force=True, progress=split_done)
         print(text_table(LABEL_COLUMNS, label_rows(oracle)))
         print(text_table(BOUND_COLUMNS, bound_rows(oracle)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -76,6 +77,11 @@ def command_module(cmd: str) -> Path:
     words = shlex.split(cmd)
     assert words[:2] == ["python", "-m"], f"a stage runs its own module (python -m misr.stages.<stage>), not {cmd!r}"
     return module_file(words[2])
+
+
+def stage_module(stage: dict) -> object:
+    """The misr.stages module whose run() a stage's command calls (a flow's module calls the stage of its name)."""
+    return __import__("misr.stages." + module_name(command_module(stage["cmd"])).split(".")[-1], fromlist=["run"])
 
 
 def covered(path: Path, deps: list[str]) -> bool:
@@ -212,9 +218,15 @@ def test_a_stage_runs_its_own_module_never_the_cli():
         assert "pipelines/cli" not in {str(p.relative_to(REPO).parent) for p in closure(command_module(stage["cmd"]))}
 
 
-def keys_read(module: object, item: str | None) -> set[str]:
+def from_command(module: object, cmd: str) -> set[str]:
+    """The keys a flag of the stage's command sets (FROM_COMMAND: key -> flag), which it does not read from the file."""
+    words = shlex.split(cmd)
+    return {key for key, flag in getattr(module, "FROM_COMMAND", {}).items() if flag in words}
+
+
+def keys_read(module: object, item: str | None, cmd: str) -> set[str]:
     """The params.yaml keys a stage's run() reads and that can change its outputs, one per field of each section
-    it takes (a key its command sets, FROM_COMMAND, is not read from the file)."""
+    it takes (a key its command sets is not read from the file)."""
     keys = set()
     for t in typing.get_type_hints(module.run).values():
         if SECTION_KEYS.get(t) is None:
@@ -222,24 +234,27 @@ def keys_read(module: object, item: str | None) -> set[str]:
         key = SECTION_KEYS[t].format(item=item)
         fields = getattr(t, "model_fields", None)
         keys |= {f"{key}.{f}" for f in fields} if fields else {key}
-    return keys - set(getattr(module, "FROM_COMMAND", ()))
+    return keys - from_command(module, cmd)
 
 
 def under(key: str, declared: str) -> bool:
     return key == declared or key.startswith(declared + ".")
 
 
-@pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
-def test_a_stage_declares_the_params_its_function_takes(name, item, stage):
-    module = __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"])
-    wanted = keys_read(module, item)
+def check_params(name: str, module: object, item: str | None, stage: dict) -> None:
+    wanted = keys_read(module, item, stage["cmd"])
     declared = set(stage.get("params", []))
     uncovered = sorted(w for w in wanted if not any(under(w, d) for d in declared))
     assert uncovered == [], f"{name}: its run() reads {uncovered} but dvc.yaml does not declare them"
     extra = sorted(d for d in declared if not any(under(w, d) or under(d, w) for w in wanted))
     assert extra == [], f"{name}: dvc.yaml declares params its run() never takes: {extra}"
-    from_command = [(d, k) for d in declared for k in getattr(module, "FROM_COMMAND", ()) if under(k, d)]
-    assert from_command == [], f"{name}: declares keys its command sets (a change to them would re-run it for nothing)"
+    set_by_flag = [(d, k) for d in declared for k in from_command(module, stage["cmd"]) if under(k, d)]
+    assert set_by_flag == [], f"{name}: declares keys its command sets (a change to them would re-run it for nothing)"
+
+
+@pytest.mark.parametrize("name,item,stage", STAGES, ids=[s[0] for s in STAGES])
+def test_a_stage_declares_the_params_its_function_takes(name, item, stage):
+    check_params(name, __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"]), item, stage)
 
 
 def test_editing_the_model_leaves_extraction_standing():
@@ -266,14 +281,14 @@ def section_files(types_: typing.Iterable[type]) -> set[Path]:
 
 
 def main_and_compare_stages() -> list[tuple[str, str, dict]]:
-    compare = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]["compare"]
-    return [*STAGES, ("compare", "synth", compare)]
+    compare = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]
+    return [*STAGES, *((name, "synth", stage) for name, stage in compare.items())]
 
 
 @pytest.mark.parametrize("name,item,stage", main_and_compare_stages(), ids=[s[0] for s in main_and_compare_stages()])
 def test_a_stage_imports_the_config_of_its_own_sections_only(name, item, stage):
     """One module per section: adding a field to `compare` once re-ran all eight stages of the main pipeline."""
-    module = __import__(f"misr.stages.{name.split('@')[0]}", fromlist=["run"])
+    module = stage_module(stage)
     files = closure(command_module(stage["cmd"]))
     read = set(typing.get_type_hints(module.run).values()) | {DatasetConfig}  # every stage reads its data set's entry
     if REPO / "misr" / "training" / "checkpoints.py" in files:  # it reads a model, whose checkpoints carry settings
@@ -363,21 +378,38 @@ def test_the_quality_search_declares_every_project_file_its_script_imports():
     assert [d for d in stage["deps"] if not any(covered(p, [d]) for p in needed)] == []
 
 
-def test_the_compare_stage_declares_every_project_file_and_param_it_reads():
-    """compare/dvc.yaml (outside the main pipeline) follows the main pipeline's rules."""
-    from misr.stages import compare as module
+# the data seeds of benchmarks/quality.py: settings were chosen on the first, the second's test read for a report
+QUALITY_SEEDS = {
+    int(x)
+    for name in ("SELECTION_SEEDS", "REPORT_DATA_SEEDS")
+    for x in re.search(rf"^{name} = \[([0-9, ]+)\]", (REPO / "benchmarks" / "quality.py").read_text(), re.M).group(1).split(",")
+}
+COMPARE_STAGES = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]
 
-    stage = yaml.safe_load((REPO / "compare" / "dvc.yaml").read_text())["stages"]["compare"]
-    assert stage["wdir"] == ".." and module_name(command_module(stage["cmd"])) == "misr.stages.compare"
-    deps = [d for d in stage["deps"] if not d.startswith("data/")]
+
+@pytest.mark.parametrize("name", list(COMPARE_STAGES))
+def test_the_compare_pipeline_declares_every_project_file_and_param_it_reads(name):
+    """compare/dvc.yaml (outside the main pipeline: a held-out store, then the comparison) follows its rules."""
+    stage = COMPARE_STAGES[name]
+    module = __import__(module_name(command_module(stage["cmd"])), fromlist=["run"])
+    assert stage["wdir"] == ".." and module.__name__.startswith("misr.stages.")
+    deps = [d for d in stage["deps"] if not d.startswith(("data/", "compare/"))]
     needed = closure(command_module(stage["cmd"]))
     assert [str(p.relative_to(REPO)) for p in needed if not covered(p, deps)] == []
     assert [d for d in deps if not any(covered(p, [d]) for p in needed)] == []
     assert "pipelines/cli" not in {str(p.relative_to(REPO).parent) for p in needed}
-    wanted = keys_read(module, "synth")
-    declared = set(stage["params"])
-    assert sorted(w for w in wanted if not any(under(w, d) for d in declared)) == []
-    assert sorted(d for d in declared if not any(under(w, d) or under(d, w) for w in wanted)) == []
+    check_params(name, module, "synth", stage)
+
+
+def test_the_headline_comparison_runs_on_a_store_no_setting_was_chosen_on():
+    """It once ran on data/features/synth, the store MISR's settings were chosen on (its test is no test)."""
+    store, compare = COMPARE_STAGES["store"], COMPARE_STAGES["compare"]
+    words = shlex.split(store["cmd"])
+    seed = int(words[words.index("--seed") + 1])
+    chosen_on = {load_params(REPO / "params.yaml").data.synth.seed, *QUALITY_SEEDS}
+    assert seed not in chosen_on
+    out = store["outs"][0]
+    assert shlex.split(compare["cmd"])[3] == out and out in compare["deps"] and "data/features/synth" not in compare["deps"]
 
 
 @pytest.mark.parametrize("module", ["pipelines.extract", "pipelines.train", "misr.stages.register", "misr.stages.synth"])
