@@ -559,7 +559,7 @@ def test_a_second_extraction_into_a_store_being_written_is_refused(corpus, tmp_p
 
     store = tmp_path / "store"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time\nfrom misr.store import FeatureStore\nwith FeatureStore({str(store)!r}).lock():\n"
+        [sys.executable, "-c", f"import sys, time\nfrom misr.store.store import FeatureStore\nwith FeatureStore({str(store)!r}).lock():\n"
          "    print('held', flush=True)\n    time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
