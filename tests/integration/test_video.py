@@ -321,6 +321,7 @@ def face_coverage(path: Path) -> tuple[float, tuple[int, int], int, np.ndarray]:
         return float(np.mean(found)), shape, video.rotation, first
 
 
+@pytest.mark.skipif(not FACES.exists(), reason="../shared/data/faces is not here")
 @pytest.mark.parametrize("degrees", [90, 270, 180])
 def test_a_phone_clip_stored_sideways_is_analysed_upright(tmp_path, degrees):
     """Frames stored sideways with a display matrix (phone video) were analysed sideways: a face in 51-73%
