@@ -339,7 +339,7 @@ def protocol_select(args: argparse.Namespace) -> None:
     contenders = contenders_of(CANDIDATES, base)
     stores = {seed: protocol_store(seed, base, args.cache) for seed in args.data_seeds}
     jobs = jobs_for(list(stores.values()), contenders, TRAINING_SEEDS, Path(args.cache), 1)
-    results = run_jobs(jobs, args.workers, log)
+    results = run_jobs(jobs, args.workers, log, args.dask)
     rows = {}
     ood = {seed: FeatureStore(store).load_split("valid_ood") for seed, store in stores.items()}
     for c in contenders:
@@ -383,7 +383,7 @@ def report(args: argparse.Namespace) -> None:
     entries = {name: [x.format(cue=modality) for x in ENTRIES[name]] for name in args.models}
     stores = report_stores(args, base)
     twins = [protocol_store(seed, base, args.cache, reversed_cue=True) for seed in args.data_seeds]
-    c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache), args.workers, 1, "late_fusion", log)
+    c = compare(stores, contenders_of(entries, base), TRAINING_SEEDS, Path(args.cache), args.workers, 1, "late_fusion", log, args.dask)
     names = list(entries)
     summary = summarise(c, MOSI, "late_fusion" if "late_fusion" in names else names[0])
     against_lf = summary if "late_fusion" in names else None
@@ -533,6 +533,7 @@ def main() -> None:
         s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="training processes side by side (one thread each)")
         s.add_argument("--cache", default=str(REPO / ".quality-runs"), help="where each job's predictions are kept")
         s.add_argument("--json", default=None, help="also write the numbers here")
+        s.add_argument("--dask", default=None, help="train on a Dask cluster: a scheduler's address, or local (see misr compare --dask)")
     for p in sub.choices.values():
         p.add_argument("-S", "--set", dest="overrides", action="append", default=[], help="params override, repeatable")
     args = ap.parse_args()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,11 @@ def compare(
     threads: int = 0,
     reference: str | None = None,
     say: Say = lambda _: None,
+    dask: str | None = None,
 ) -> Comparison:
-    """Train every contender's seeds on every store (`workers` processes of `threads` threads each, reusing
-    the cache), predict valid, then read each store's test once and predict it with every trained seed."""
+    """Train every contender's seeds on every store (`workers` processes of `threads` threads each, or on a Dask
+    cluster: see `run_jobs`; reusing the cache), predict valid, then read each store's test once and predict it
+    with every trained seed."""
     started = time.perf_counter()
     labels = [c.label for c in contenders]
     if len(set(labels)) != len(labels):
@@ -125,7 +128,7 @@ def compare(
         for c in contenders:
             c.check(store)
     jobs = jobs_for(stores, contenders, seeds, cache, threads)
-    results = run_jobs(jobs, workers, say)
+    results = run_jobs(jobs, workers, say, dask)
     fit_seconds: dict[str, list[float]] = {}
     for job, r in zip(jobs, results, strict=True):
         fit_seconds.setdefault(job.contender.label, []).append(r["seconds"])
@@ -177,10 +180,13 @@ def jobs_for(stores: Sequence[Path], contenders: Sequence[Contender], seeds: Seq
     return jobs
 
 
-def run_jobs(jobs: list[Job], workers: int, say: Say) -> list[dict[str, Any]]:
-    """The jobs in order; in `workers` processes when more than one (one thread each unless told otherwise)."""
+def run_jobs(jobs: list[Job], workers: int, say: Say, dask: str | None = None) -> list[dict[str, Any]]:
+    """The jobs in order; in `workers` processes when more than one (one thread each unless told otherwise), or
+    with `dask` on a Dask cluster: a scheduler's address (tcp://host:8786: a lab's machines), or "local" for a
+    cluster of `workers` processes here. Every worker must reach the stores and the cache folder at the same paths."""
     started = time.perf_counter()
-    say(f"{len(jobs)} seed(s) to train or reuse, {workers} process(es)")
+    where = f"the Dask cluster {dask}" if dask and dask != "local" else f"{workers} process(es)"
+    say(f"{len(jobs)} seed(s) to train or reuse, {where}")
     out: list[dict[str, Any]] = []
 
     def done(i: int, r: dict[str, Any]) -> None:
@@ -189,17 +195,43 @@ def run_jobs(jobs: list[Job], workers: int, say: Say) -> list[dict[str, Any]]:
         elapsed = time.perf_counter() - started
         say(f"  {i + 1}/{len(jobs)} {job.contender.label} seed {job.seed} on {job.store.name}: {how} ({elapsed:.0f} s so far)")
 
-    if workers <= 1:
+    if workers <= 1 and not dask:
         for i, job in enumerate(jobs):
             out.append(fit_and_validate(job))
             done(i, out[-1])
         return out
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    executor = dask_executor(dask, workers) if dask else ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    with executor as pool:
         futures = [pool.submit(fit_and_validate, job) for job in jobs]
         for i, future in enumerate(futures):
             out.append(future.result())
             done(i, out[-1])
     return out
+
+
+@contextmanager
+def dask_executor(address: str, workers: int) -> Iterator[Executor]:
+    """A concurrent.futures executor over a Dask cluster: the one at `address`, or ("local") a new one of
+    `workers` processes with one thread each, closed afterwards."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise MisrError("a Dask cluster needs the dask extra, which is not installed", hint="pip install '.[dask]'") from None
+    cluster = (
+        LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True, dashboard_address=None)
+        if address == "local"
+        else None
+    )
+    try:
+        client = Client(cluster if cluster is not None else address, timeout="10s")
+    except OSError as exc:
+        raise MisrError(f"no Dask scheduler answers at {address}: {exc}", hint="start one (dask scheduler), or use --dask local") from None
+    try:
+        yield client.get_executor(pure=False)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def default_workers() -> int:

@@ -37,11 +37,13 @@ def run(
     cache: str | Path = DEFAULT_CACHE,
     workers: int = 0,
     progress: Callable[[str], None] = say,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Compare `cfg.models` on the stores; write the report into `out_dir` and return it.
 
     Each CPU training takes one thread and `workers` of them run side by side (default: one per core; one on
-    a GPU), so the results do not depend on how many run at once.
+    a GPU), so the results do not depend on how many run at once; with `dask` (a scheduler's address, or
+    "local") the trainings run on a Dask cluster (`misr.compare.comparison.run_jobs`).
     """
     if workers < 0:
         raise MisrError(f"workers must be 0 (one per core) or more, not {workers}")
@@ -50,7 +52,7 @@ def run(
     contenders = [contender(name, model, train, features, convention, mmsa_selection=cfg.mmsa_selection) for name in cfg.models]
     seeds = list(cfg.seeds or train.seeds)
     comparison = compare(
-        [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress
+        [Path(s) for s in stores], contenders, seeds, Path(cache), workers or default_workers(), 1, cfg.reference, progress, dask
     )
     report = summarise(comparison, convention, cfg.reference, cfg.tuning)
     write(report, comparison, Path(out_dir))

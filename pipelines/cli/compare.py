@@ -37,6 +37,12 @@ def compare_command(
         show_default=False,
         help="trainings side by side, one CPU thread each \\[default: one per core; 1 on a GPU]",
     ),
+    dask: str | None = typer.Option(
+        None,
+        "--dask",
+        help="train the seeds on a Dask cluster: a scheduler's address (tcp://host:8786), or local (a cluster of "
+        "--workers processes here); every worker must reach the stores and --cache at the same paths",
+    ),
     params: Path = ParamsOption,
     set_: list[str] | None = SetOption,
 ) -> None:
@@ -73,7 +79,7 @@ def compare_command(
     def say(line: str) -> None:
         err.print(line, markup=False, highlight=False)
 
-    report = stage.run(chosen, cfg.model, cfg.train, cfg.features, conv, targets, out_dir, cache, workers, say)
+    report = stage.run(chosen, cfg.model, cfg.train, cfg.features, conv, targets, out_dir, cache, workers, say, dask)
 
     def show(title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
         out.print(table(title, columns, rows) if rows else title)

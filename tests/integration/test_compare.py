@@ -342,3 +342,21 @@ def test_mmsa_models_can_choose_their_checkpoint_by_this_packages_rule(tmp_path,
     own = contender("mmsa:TFN", p.model, p.train, p.features, MOSI)
     assert own.key() != tfn.key()
     assert compare([tmp_path / "store"], [own], [1], tmp_path / "cache").stores[0].chose["mmsa:TFN"][1]["selected_on"].startswith("MMSA")
+
+
+def test_seeds_trained_on_a_dask_cluster_are_the_seeds_trained_here(tmp_path):
+    """A lab runs a comparison's seed jobs on its machines (misr compare --dask ADDRESS); here a local cluster of
+    two worker processes: the same predictions as training in this process, and the cache is shared."""
+    store = tiny_store(tmp_path)
+    here = compare([store], contenders("late_fusion"), [1, 2], tmp_path / "here")
+    lines = []
+    there = compare([store], contenders("late_fusion"), [1, 2], tmp_path / "there", workers=2, threads=1, say=lines.append, dask="local")
+    assert there.trained == 2 and "Dask" not in lines[0]  # a local cluster is counted in processes
+    for split in ("valid", "test"):
+        for seed in (1, 2):
+            np.testing.assert_allclose(
+                there.stores[0].preds[split]["late_fusion"][seed], here.stores[0].preds[split]["late_fusion"][seed], rtol=1e-6
+            )
+    assert compare([store], contenders("late_fusion"), [1, 2], tmp_path / "there").reused == 2
+    with pytest.raises(MisrError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
+        compare([store], contenders("late_fusion"), [3], tmp_path / "x", dask="tcp://127.0.0.1:9")
