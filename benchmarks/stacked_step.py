@@ -90,9 +90,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     k, repeats = (2, 2) if args.quick else (args.seeds, 10)
-    base = load_params(REPO / "params.yaml").model
+    params = load_params(REPO / "params.yaml")
+    base, size = params.model, params.train.batch_size
     started = time.perf_counter()
-    size = load_params(REPO / "params.yaml").train.batch_size
     print(f"one torch thread; batch {size}; K = {k}")
     first = None
     for name in args.models:

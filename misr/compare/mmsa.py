@@ -260,14 +260,7 @@ class MmsaModel(Contender):
             args["seq_lens"] = dataset.get_seq_len()
             model = AMIO(args)
             model.load_state_dict(torch.load(args["model_save_path"], map_location="cpu", weights_only=True))
-            model.to(args["device"]).eval()
-            out = []
-            loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False)
-            with torch.no_grad():
-                for batch in loader:
-                    inputs = (batch[k].to(args["device"]) for k in ("text", "audio", "vision"))
-                    out.append(model(*inputs)["M"].reshape(-1).float().cpu())
-        return torch.cat(out).numpy()
+            return predictions(model.to(args["device"]), torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False))
 
     def args(self, features: Path, weights: Path, seed: int) -> Any:
         from MMSA.config import get_config_regression
