@@ -113,6 +113,7 @@ class RuleWatch:
         self.epoch, self.best, self.best_epoch = -1, math.inf, -1
         self.group: np.ndarray | None = None
         self.partition: str | None = None
+        self.parts: list[str] = []
 
     def __call__(self, model: Any, dataloader: Any, mode: str = "VAL", return_sample_results: bool = False) -> Any:
         if mode != "VAL":
@@ -132,7 +133,7 @@ class RuleWatch:
         else:
             if self.group is None:  # fixed at the first selectable epoch, as this package's models fix theirs
                 self.fix_groups(preds)
-            maes = group_maes(preds, self.y, self.group)
+            maes = group_maes(preds, self.y, self.group, self.parts)
             measure = maes["worst_group_MAE" if self.rule.select_on == "worst_group_mae" else "group_mean_MAE"]
         if measure <= self.best - 1e-6:  # MMSA's own test of 'better'
             self.best, self.best_epoch = measure, self.epoch
@@ -145,10 +146,12 @@ class RuleWatch:
                 "store's label_T/A/V: MMSA's models give no single-modality predictions",
                 hint="set compare.mmsa_selection to mmsa, or train.select_on to mae",
             )
-        only = None if self.rule.groups.partition == "auto" else self.rule.groups.partition
+        choice = self.rule.groups.partition
+        only = choice if choice in MODALITIES else None
         sentiments = {m: v for m, v in self.unimodal.items() if only in (None, m)}
-        chosen = partition_from(preds, self.y, sentiments, "labels", self.rule.loss, split="validation")
-        self.group, self.partition = np.asarray(chosen.group), chosen.name
+        keep = "all" if choice == "all" else "worst"
+        chosen = partition_from(preds, self.y, sentiments, "labels", self.rule.loss, split="validation", keep=keep)
+        self.group, self.partition, self.parts = np.asarray(chosen.group), chosen.name, chosen.parts
 
     def chose(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "selected_on": self.rule.select_on, "valid_groups": self.partition}

@@ -12,10 +12,12 @@ from misr.config.section import Section, Seed
 # How this repository's settings came about (benchmarks/quality/README.md): the report says so beside its numbers.
 TUNING = {
     "misr": "its invariance settings: 11 settings of benchmarks/quality.py's search on the synthetic store (data seed 1111, "
-    "valid_ood), then 5 candidates on selection data seeds 1111 and 1112 (worst validation group); test never read",
+    "valid_ood), then 5 candidates and, with every modality's split, 8 more (the penalty's weight and warm-up) on selection "
+    "data seeds 1111 and 1112, the weight and warm-up last by the sum of their worst validation group and the demo's "
+    "(4 settings on its valid); test never read",
     "late_fusion": "none: the shared architecture and training settings, as MISR's",
     "late_fusion_groups": "none beyond late fusion's; groups from model.groups",
-    "misr_no_inv": "none beyond MISR's (one of the 5 candidates)",
+    "misr_no_inv": "none beyond MISR's (a candidate of both selections)",
     "misr_no_dist": "none beyond MISR's",
     "misr_z_env": "none beyond MISR's (one of the 11 search settings)",
     "mmsa": "none here: MMSA 2.2.1's own settings for MOSI-style regression (its config_regression.json)",

@@ -31,7 +31,7 @@ class KLConfig(Section):
 class InvarianceConfig(Section):
     kind: Literal["irm", "vrex"] = "vrex"
     weight: float = Field(1.0, ge=0, description="lambda_inv once warmed up")
-    warmup_epochs: int = Field(10, ge=0, description="epochs of warm-up before the penalty has its full weight")
+    warmup_epochs: int = Field(5, ge=0, description="epochs of warm-up before the penalty has its full weight")
     schedule: Literal["linear", "step"] = Field("step", description="linear ramp from 0, or 0 then a step to `weight`")
     penalty_on: Literal["train", "held_out"] = Field(
         "train",
@@ -49,9 +49,10 @@ class InvarianceConfig(Section):
 class GroupsConfig(Section):
     """How model.environments groups (and the validation groups of train.select_on) are made."""
 
-    partition: Literal["auto", "text", "audio", "visual"] = Field(
-        "auto",
-        description="auto: the modality-disagreement partition the warmed-up predictor violates most (EIIL); or "
+    partition: Literal["all", "auto", "text", "audio", "visual"] = Field(
+        "all",
+        description="all: every modality's disagreement partition at once (a penalty per partition, their mean), "
+        "none hinging on one seed's choice; auto: the one partition the warmed-up predictor violates most (EIIL); or "
         "that modality's disagreement with the label, always",
     )
     source: Literal["auto", "predictions"] = Field(

@@ -43,6 +43,14 @@ class TrainConfig(Section):
         "validation groups' MAEs (the groups of model.environments' rule, from label_T/A/V or the model's unimodal "
         "predictions): a choice that does not reward a shortcut, without out-of-distribution data",
     )
+    group_min_count: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="under model.environments groups: every training batch holds at least this many clips of each "
+        "group of each partition (a smaller group's clips come again within the epoch), so no batch's penalty "
+        "lacks a group; 0: each group's share only (batches without a group are counted in summary.json)",
+    )
     action_units: Literal["raw", "relative"] = Field(
         "relative",
         description="how a model sees the landmark extractor's action units: raw (clipped to [0, 5] against a generic "

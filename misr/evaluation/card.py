@@ -115,6 +115,7 @@ def model_card(ev: Evaluated, dataset_name: str, dataset: DatasetConfig, evaluat
                     "best_valid_mae": v["best_valid_mae"],
                     "epochs_run": v["epochs_run"],
                     "environments": (v.get("environments") or {}).get("name"),  # the groups this seed was made invariant across
+                    "batches_missing_group": v.get("batches_missing_group", 0),  # training batches whose penalty lacked a group
                 }
                 for k, v in seeds.items()
             },

@@ -43,8 +43,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     valid = card["metrics"].get("valid", {}).get("mean", {})
     if "worst_group_MAE" in valid:
         lines += [
-            "Validation MAE by group (clips where the training rule's modality disagrees with the label: group1): "
-            + ", ".join(f"{k[:-4]} {valid[k]:.3f}" for k in ("group0_MAE", "group1_MAE") if k in valid)
+            "Validation MAE by group (each training partition: the clips where its modality disagrees with the label "
+            "in sign, and the rest): "
+            + ", ".join(f"{k[:-4].replace('_', ' ')} {v:.3f}" for k, v in by_group(valid).items())
             + f"; group mean {valid['group_mean_MAE']:.3f}, worst {valid['worst_group_MAE']:.3f}.",
             "",
         ]
@@ -68,6 +69,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["## Training", "", training_line(tr), ""]
     for seed, s in tr["seeds"].items():
         groups = f"; invariant across '{s['environments']}'" if s.get("environments") else ""
+        if s.get("batches_missing_group"):
+            groups += f" ({s['batches_missing_group']} training batches lacked a group)"
         lines.append(
             f"- seed {seed}: best validation MAE {s['best_valid_mae']:.4f} at epoch {s['best_epoch']} of {s['epochs_run']}{groups}"
         )
@@ -124,3 +127,8 @@ def provenance_line(git: dict[str, Any]) -> str:
     if git.get("registered_commit"):
         line += f"; code, dvc.lock and these reports committed together as `{git['registered_commit']}`"
     return line + "."
+
+
+def by_group(metrics: dict[str, float]) -> dict[str, float]:
+    """The per-group MAEs of a metrics record (e.g. visual_disagrees_MAE), in their order."""
+    return {k: v for k, v in metrics.items() if k.endswith(("_agrees_MAE", "_disagrees_MAE"))}

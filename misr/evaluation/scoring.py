@@ -20,7 +20,7 @@ from misr.store import SplitData, ledger
 from misr.store.store import FeatureStore
 from misr.training.batches import Batches
 from misr.training.checkpoints import RunSettings, check_fits
-from misr.training.groups import group_maes
+from misr.training.groups import group_maes, parts_of
 from misr.training.inference import predict, score
 from misr.training.model_dir import ModelDir
 
@@ -66,7 +66,7 @@ def score_model(evaluate_cfg: EvaluateConfig, store_dir: str | Path, model_dir: 
             per_seed[split][seed] = score(p, data.labels.numpy(), convention)
             groups = summary["seeds"][seed].get("valid_groups")
             if split == "valid" and groups and len(groups["group"]) == len(p):  # beside the pooled MAE, as in training
-                per_seed[split][seed].update(group_maes(p, data.labels.numpy(), np.asarray(groups["group"])))
+                per_seed[split][seed].update(group_maes(p, data.labels.numpy(), np.asarray(groups["group"]), parts_of(groups)))
     metrics: dict[str, Any] = {}
     for split, by_seed in per_seed.items():
         keys = next(iter(by_seed.values())).keys()

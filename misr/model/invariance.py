@@ -114,6 +114,23 @@ def group_penalty(
     raise ValueError(f"unknown invariance penalty {kind!r}")
 
 
+def by_partition(groups: torch.Tensor) -> list[torch.Tensor]:
+    """A batch's groups as one column per partition: [B] (one partition) or [B, P] (one 0/1 column per partition)."""
+    return [groups] if groups.dim() == 1 else list(groups.unbind(dim=1))
+
+
+def partitions_risk(pred: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """The risk with every group of every partition weighted alike: per partition the mean of its groups' risks,
+    then the mean over partitions (one partition: the mean of its groups' risks)."""
+    return torch.stack([group_risks(pred, y, g, loss).mean() for g in by_partition(groups)]).mean()
+
+
+def partitions_penalty(kind: str, pred: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, loss: Any = None) -> torch.Tensor:
+    """The mean over partitions of each partition's penalty across its groups: the predictor is asked to be
+    invariant across every partition at once, none of them chosen by one seed's state at one epoch."""
+    return torch.stack([group_penalty(kind, pred, y, g, loss) for g in by_partition(groups)]).mean()
+
+
 def penalty_weight(weight: float, epoch: int, warmup_epochs: int, schedule: str = "linear") -> float:
     """The penalty's weight at `epoch` (from 0): plain ERM first, so a good predictor exists to constrain.
 

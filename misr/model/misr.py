@@ -174,13 +174,14 @@ def loss_weights(cfg: ModelConfig, epoch: int) -> dict[str, float]:
 def loss_terms(
     cfg: ModelConfig, out: dict[str, torch.Tensor], y: torch.Tensor, groups: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """Each loss term, unweighted (every one is logged); `total_loss` weighs them. `groups`: each clip's
-    environment under model.environments groups (None before the groups are inferred: no penalty yet)."""
+    """Each loss term, unweighted (every one is logged); `total_loss` weighs them. `groups`: each clip's group
+    under model.environments groups, [B] or [B, P] (a 0/1 column per partition); None before the groups are
+    inferred (no penalty yet)."""
     preds = out["env_preds"].float()
     risks = invariance.environment_risks(preds, y, cfg.loss)
     terms = {"risk": risks.mean(), "l1_z": (preds[0] - y).abs().mean().detach()}
     if cfg.variant.group_risk and groups is not None and cfg.invariance.risk == "group_mean":
-        terms["risk"] = invariance.group_risks(preds[0], y, groups, cfg.loss).mean()  # each group weighted alike
+        terms["risk"] = invariance.partitions_risk(preds[0], y, groups, cfg.loss)  # each group weighted alike
     if "gaussians" in out:
         terms["kl_prior"] = gaussian.prior_kl(out["gaussians"])
         terms["kl_pair"] = gaussian.pairwise_kl(out["gaussians"])
@@ -190,8 +191,9 @@ def loss_terms(
             if cfg.invariance.risk == "group_mean":
                 # V-REx (Krueger et al., 2021, eq. 8) and IRM (Arjovsky et al., 2019, eq. IRMv1) sum the
                 # environments' risks, each environment weighted alike: here their mean over the groups present
-                terms["risk"] = invariance.group_risks(preds[0], y, groups, cfg.loss).mean()
-            terms["invariance"] = invariance.group_penalty(cfg.invariance.kind, preds[0], y, groups, cfg.loss)
+                # (per partition, then over the partitions)
+                terms["risk"] = invariance.partitions_risk(preds[0], y, groups, cfg.loss)
+            terms["invariance"] = invariance.partitions_penalty(cfg.invariance.kind, preds[0], y, groups, cfg.loss)
         else:
             terms["invariance"] = invariance.penalty(cfg.invariance.kind, preds, y, cfg.loss)  # over the global batch under DDP
     return terms

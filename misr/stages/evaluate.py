@@ -11,6 +11,7 @@ from pathlib import Path
 from misr.config.dataset import DatasetConfig
 from misr.config.evaluate import EvaluateConfig
 from misr.evaluation.card import model_card
+from misr.evaluation.card_text import by_group
 from misr.evaluation.eval_dir import EvalDir
 from misr.evaluation.plots import write_plot_data, write_pngs
 from misr.evaluation.scoring import Evaluated, score_model
@@ -51,10 +52,9 @@ def group_line(ev: Evaluated) -> str | None:
     valid = ev.metrics.get("valid", {}).get("mean", {})
     if "worst_group_MAE" not in valid:
         return None
-    name = next(iter(ev.summary["seeds"].values()))["valid_groups"]["name"]
-    parts = [f"{k[:-4]} {valid[k]:.3f}" for k in ("group0_MAE", "group1_MAE") if k in valid]
+    parts = [f"{k[:-4].replace('_', ' ')} {v:.3f}" for k, v in by_group(valid).items()]
     return (
-        f"valid MAE {valid['MAE']:.3f}; by group ({name}: group1, the rest: group0): {', '.join(parts)}, "
+        f"valid MAE {valid['MAE']:.3f}; by group: {', '.join(parts)}; "
         f"mean {valid['group_mean_MAE']:.3f}, worst {valid['worst_group_MAE']:.3f}; chosen on {ev.summary.get('selected_on', 'mae')}"
     )
 

@@ -31,9 +31,9 @@ from torch import nn
 from misr.errors import MisrError
 from misr.model import build_model, loss_terms, loss_weights, total_loss
 from misr.training import checkpoints
-from misr.training.batches import Batches, batches_for, drop_modalities, epoch_batches
+from misr.training.batches import Batches, GroupCover, batches_for, chunks, drop_modalities, epoch_batches, rank_share, with_every_group
 from misr.training.checkpoints import RunSettings
-from misr.training.groups import balanced_rows, choose_partition, group_maes, held_out_rows, validation_partition
+from misr.training.groups import balanced_rows, choose_partition, group_maes, held_out_rows, parts_of, validation_partition
 from misr.training.inference import autocast_for, predict, score
 from misr.training.model_dir import ModelDir
 from misr.training.setup import Dist, Loaded, load_data, make_optimizer, resolve_device, run_fingerprint, seed_everything, warmup_cosine
@@ -69,7 +69,9 @@ class SeedResult:
     environments: dict[str, Any] | None = None  # model.environments groups: the partition chosen, and every candidate's violation
     selected_on: str = "mae"  # train.select_on: what chose the checkpoint and stopped early
     best_valid_score: float = math.nan  # that measure at the chosen checkpoint (best_valid_mae is the pooled MAE there)
-    valid_groups: dict[str, Any] | None = None  # the validation clips' groups (name, source, each clip's group)
+    valid_groups: dict[str, Any] | None = None  # the validation clips' groups (name, parts, source, each clip's group code)
+    topped_up: int = 0  # clips added to batches so that each held train.group_min_count of every group (all epochs)
+    batches_missing_group: int = 0  # training batches that still lacked a group (all epochs): its penalty went without it
 
 
 @dataclass
@@ -85,7 +87,7 @@ class SeedState:
     groups: list[int] | None = None  # model.environments groups: each training clip's group, once inferred
     partition: dict[str, Any] | None = None  # how the groups were chosen (name, source, violations)
     best_score: float = math.inf  # the train.select_on measure of the best checkpoint
-    valid_groups: dict[str, Any] | None = None  # the validation clips' groups, once set (name, source, group)
+    valid_groups: dict[str, Any] | None = None  # the validation clips' groups, once set (name, parts, source, group)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> SeedState:
@@ -224,12 +226,14 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
             job.optimizer.state.clear()
         set_groups(run, job, train_batches, epoch)  # once: inference over the training split, not a step
         epoch_started = time.perf_counter()
-        sums, n_batches, penalty_weight, waited = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
+        sums, n_batches, penalty_weight, waited, cover = run_epoch(run, job, ddp_model, train_batches, epoch, progress)
         step_seconds += time.perf_counter() - epoch_started
         data_seconds += waited
         steps_done += n_batches
         valid = validate(run, job, valid_batches, epoch)
         record = {"epoch": epoch, "lr": job.scheduler.get_last_lr()[0], "penalty_weight": penalty_weight}
+        if train_batches.groups is not None:
+            record.update({"train_topped_up": cover.topped_up, "train_batches_missing_group": cover.batches_missing_group})
         record.update({f"train_{k}": float(v) / max(1, n_batches) for k, v in sums.items()})
         record.update({f"valid_{k}": v for k, v in valid.items()})
         validate_and_checkpoint(run, job, epoch, record, valid, train_mean, live)
@@ -258,6 +262,8 @@ def train_seed(run: Run, seed: int, progress: Progress | None = None, on_epoch_e
         selected_on=tc.select_on if state.valid_groups or tc.select_on == "mae" else "mae (valid has no groups)",
         best_valid_score=float(state.best_score),
         valid_groups=state.valid_groups or None,
+        topped_up=sum(int(h.get("train_topped_up", 0)) for h in state.history),
+        batches_missing_group=sum(int(h.get("train_batches_missing_group", 0)) for h in state.history),
     )
 
 
@@ -276,7 +282,7 @@ def validate(run: Run, job: SeedJob, batches: Batches, epoch: int) -> dict[str, 
     labels = batches.labels.numpy()
     valid = score(preds, labels, run.settings.convention)
     if state.valid_groups is None and epoch >= min(first_selectable_epoch(run.settings.model), tc.epochs - 1):
-        trained_on = state.partition["name"] if state.partition else None
+        trained_on = state.partition or None
         try:
             chosen = validation_partition(job.model, batches, tc.batch_size, trained_on, run.settings.model.loss, run.settings.model.groups)
         except MisrError as exc:
@@ -286,9 +292,9 @@ def validate(run: Run, job: SeedJob, batches: Batches, epoch: int) -> dict[str, 
                 )
             chosen = None
         # an empty record says the rule found no groups on valid: selection falls back to the pooled MAE
-        state.valid_groups = {"name": chosen.name, "source": chosen.source, "group": chosen.group} if chosen else {}
+        state.valid_groups = {"name": chosen.name, "parts": chosen.parts, "source": chosen.source, "group": chosen.group} if chosen else {}
     if state.valid_groups:
-        valid.update(group_maes(preds, labels, np.asarray(state.valid_groups["group"])))
+        valid.update(group_maes(preds, labels, np.asarray(state.valid_groups["group"]), parts_of(state.valid_groups)))
     return valid
 
 
@@ -303,9 +309,9 @@ def set_groups(run: Run, job: SeedJob, batches: Batches, epoch: int) -> None:
         train = batches_for(run.loaded.train, run.device)
         chosen = choose_partition(job.model, train, run.settings.train.batch_size, cfg.loss, cfg.groups)
         job.state.groups = chosen.group
-        job.state.partition = {"name": chosen.name, "source": chosen.source, "violation": chosen.violation, "candidates": chosen.candidates}
+        job.state.partition = chosen.record()
     if job.state.groups is not None and batches.groups is None:
-        batches.groups = torch.tensor(job.state.groups)
+        batches.set_groups(job.state.groups, len(parts_of(job.state.partition)))
 
 
 def penalty_switches_on(model_cfg, epoch: int) -> bool:
@@ -342,8 +348,9 @@ def start_seed(run: Run, seed: int) -> SeedJob:
 
 def run_epoch(
     run: Run, job: SeedJob, ddp_model: nn.Module, batches: Batches, epoch: int, progress: Progress | None
-) -> tuple[dict[str, torch.Tensor], int, float, float]:
-    """One pass over this rank's share of the training split: the summed loss terms, batches, penalty weight, data seconds."""
+) -> tuple[dict[str, torch.Tensor], int, float, float, GroupCover]:
+    """One pass over this rank's share of the training split: the summed loss terms, batches, penalty weight, data
+    seconds, and how the batches held the groups."""
     settings, dist = run.settings, run.dist
     tc = settings.train
     # every random draw of this epoch depends on (seed, epoch, rank) only: resuming reproduces it, and under
@@ -357,7 +364,11 @@ def run_epoch(
     if job.held is not None:  # the held-out rows only ever make the penalty
         order = order[~torch.from_numpy(np.isin(order.numpy(), job.held))]
     penalty_rows = job.held is not None and batches.groups is not None and weights["invariance"] > 0
-    pieces = epoch_batches(order, tc.batch_size, rank=dist.rank, world=dist.world)
+    global_batches, cover = chunks(order, tc.batch_size), GroupCover()
+    if batches.groups is not None:  # every batch's risk and penalty see every group (the rows the risk fits)
+        codes, fit = batches.groups.numpy(), np.sort(order.numpy())
+        global_batches, cover = with_every_group(global_batches, codes, batches.n_parts, fit, tc.group_min_count, job.seed, epoch)
+    pieces = rank_share(global_batches, rank=dist.rank, world=dist.world)
     for b, piece in enumerate(pieces):
         check_stop("training")  # the last finished epoch's checkpoint stays: a new run resumes from it
         fetch_started = time.perf_counter()
@@ -393,7 +404,7 @@ def run_epoch(
             progress("step", {"seed": job.seed, "epoch": epoch, "batch": b})
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
-    return sums, len(pieces), weights["invariance"], waited
+    return sums, len(pieces), weights["invariance"], waited, cover
 
 
 def slice_rows(out: dict[str, Any], start: int, end: int) -> dict[str, Any]:

@@ -272,13 +272,13 @@ def test_a_second_training_into_a_folder_in_use_is_refused(store, tmp_path):
 
 @pytest.mark.slow
 def test_groups_environments_are_inferred_after_the_warm_up_and_kept_for_a_resume(tmp_path):
-    """The partition is the candidate the warmed-up predictor violates most; the groups go into the checkpoint.
+    """Every modality's disagreement partition is kept (model.groups.partition all, the default), whatever the
+    warmed-up model; the clips' group codes go into the checkpoint; every batch holds every group."""
+    import numpy as np
 
-    Which candidate wins depends on the reference model: on the shortcut scenario (600 clips, 6 warm-up
-    epochs) it was the text-disagreement groups with d_model 16 and the visual (shortcut) groups with
-    d_model 32, so this test checks the mechanism, not the winner.
-    """
     from misr.data.synth import generate
+    from misr.store.store import FeatureStore
+    from misr.training.groups import group_bits
 
     shortcut = [
         "data.synth.scenario=shortcut",
@@ -293,13 +293,23 @@ def test_groups_environments_are_inferred_after_the_warm_up_and_kept_for_a_resum
     summary = train(p, tmp_path / "store", tmp_path / "m")
     chosen = summary["seeds"]["5"]["environments"]
     assert chosen["source"] == "labels" and set(chosen["candidates"]) == {"text disagrees", "audio disagrees", "visual disagrees"}
-    assert chosen["violation"] == max(chosen["candidates"].values()) > 0
+    assert chosen["parts"] == ["text", "audio", "visual"] and chosen["name"] == "text, audio, visual disagree"
+    assert chosen["violation"] == pytest.approx(sum(chosen["candidates"].values()))
     state = torch.load(tmp_path / "m" / "seed-5" / "last.pt", weights_only=True)
-    assert len(state["groups"]) == 400 and 0.02 < sum(state["groups"]) / 400 < 0.5
-    assert state["partition"]["name"] == chosen["name"]
+    assert len(state["groups"]) == 400 and state["partition"]["parts"] == chosen["parts"]
+    train_split = FeatureStore(tmp_path / "store").load_split("train", as_torch=False)
+    bits = group_bits(state["groups"], 3).numpy()
+    for i, m in enumerate(chosen["parts"]):  # each bit is that modality's disagreement with the label
+        expected = np.sign(train_split.unimodal_labels[m]) * np.sign(train_split.labels) < 0
+        assert (bits[:, i] == expected).all() and 0.02 < bits[:, i].mean() < 0.5
+    r = summary["seeds"]["5"]
+    assert r["batches_missing_group"] == 0 and r["topped_up"] > 0
     risk = (tmp_path / "m" / "dvclive" / "seed-5" / "plots" / "metrics" / "train" / "invariance.tsv").read_text().splitlines()
     values = [float(line.split("\t")[-1]) for line in risk[1:]]
     assert values[0] == 0.0 and values[-1] > 0.0  # no penalty before the groups exist, one after
+    one = train(tiny_params(*shortcut, "model.groups.partition=auto"), tmp_path / "store", tmp_path / "auto")["seeds"]["5"]
+    assert len(one["environments"]["parts"]) == 1  # EIIL's choice: the candidate violated most
+    assert one["environments"]["violation"] == max(one["environments"]["candidates"].values()) > 0
 
 
 def test_the_checkpoint_is_chosen_once_the_penalty_has_its_full_weight(store, tmp_path):
@@ -356,12 +366,12 @@ def test_checkpoints_chosen_on_the_worst_validation_group_and_reported_by_evalua
     groups = r["valid_groups"]
     assert groups["name"] == r["environments"]["name"] and groups["source"] == "labels"
     valid = FeatureStore(tmp_path / "store").load_split("valid", as_torch=False)
-    modality = groups["name"].split()[0]
-    expected = (np.sign(valid.unimodal_labels[modality]) * np.sign(valid.labels) < 0).astype(int)
-    assert groups["group"] == expected.tolist() and 0 < sum(groups["group"]) < 120
+    assert groups["parts"] == ["text", "audio", "visual"]
+    expected = sum((np.sign(valid.unimodal_labels[m]) * np.sign(valid.labels) < 0).astype(int) << i for i, m in enumerate(groups["parts"]))
+    assert groups["group"] == expected.tolist() and 0 < sum(groups["group"])
     ev = score_model(EvaluateConfig(splits=["valid"], robustness=False), tmp_path / "store", tmp_path / "m")
     assert ev.per_seed["valid"]["5"]["worst_group_MAE"] == pytest.approx(r["best_valid_score"], abs=1e-6)
-    assert ev.metrics["valid"]["mean"]["group1_MAE"] > 0
+    assert ev.metrics["valid"]["mean"]["visual_disagrees_MAE"] > 0
 
 
 @pytest.mark.slow
