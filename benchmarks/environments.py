@@ -60,7 +60,9 @@ def flipped_match(found: dict[str, Any], codes: list[int], flipped: np.ndarray, 
     parts = found.get("parts") or []
     if modality not in parts:
         return None
-    disagrees = ((np.asarray(codes) >> parts.index(modality)) & 1).astype(bool)
+    from misr.training.groups import group_bits
+
+    disagrees = group_bits(codes, len(parts))[:, parts.index(modality)].numpy().astype(bool)
     hits = (disagrees & flipped).sum()
     return float(hits / max(1, flipped.sum())), float(hits / max(1, disagrees.sum()))
 
